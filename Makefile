@@ -1,0 +1,65 @@
+# chutes.miner: one command per job. `make test` is the test command CI runs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LAB := source tests/lab/env.sh &&
+STAMP := $(VENV)/.installed
+COLLECTION := collections/ansible_collections/chutes/miner
+PY_PACKAGES := $(wildcard control_api/pyproject.toml graval/pyproject.toml)
+
+.PHONY: help venv host image lint pytest molecule test lab lab-down collection-build timings clean
+
+help:
+	@echo "make venv      - Python toolchain (ansible bundle, molecule, linters) from PyPI"
+	@echo "make lab       - build the lab image, start cpu-0/gpu-0/gpu-1 + mirror host, run playbooks/site.yml"
+	@echo "make lab-down  - remove every container, network and file the lab created"
+	@echo "make test      - lint + pytest + molecule (what CI runs)"
+
+$(STAMP): requirements-dev.txt $(PY_PACKAGES)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	for p in $(dir $(PY_PACKAGES)); do $(VENV)/bin/pip install -q -e "./$$p[dev]"; done
+	touch $@
+
+venv: $(STAMP)
+
+host:
+	tests/lab/setup-host.sh
+
+image: host
+	tests/lab/build-image.sh
+
+lint: $(STAMP)
+	$(LAB) tests/timed lint-yaml yamllint --strict .
+	$(LAB) tests/timed lint-ansible ansible-lint --offline -q
+	$(LAB) tests/timed lint-ruff ruff check .
+	$(LAB) tests/timed lint-ruff-format ruff format --check .
+	$(LAB) tests/timed lint-mypy tests/mypy-packages
+	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/run-molecule.sh tests/timed tests/mypy-packages .ci/run
+
+pytest: $(STAMP) host
+	$(LAB) tests/timed pytest python -m pytest -q -n 2 tests $(wildcard control_api/tests graval/tests)
+
+molecule: $(STAMP) image
+	$(LAB) tests/timed molecule tests/run-molecule.sh
+
+test: $(STAMP) host image
+	@rm -f .cache/timings
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory molecule
+	@echo "== stage timings (s) =="; cat .cache/timings
+
+lab: $(STAMP) image
+	$(LAB) tests/timed lab tests/lab/lab.sh up
+
+lab-down:
+	$(LAB) tests/lab/lab.sh down
+
+collection-build: $(STAMP)
+	mkdir -p .cache/dist
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path .cache/dist $(COLLECTION)
+
+clean: lab-down
+	rm -rf .cache
