@@ -1,0 +1,3 @@
+"""Chutes miner control API."""
+
+__version__ = "0.1.0"

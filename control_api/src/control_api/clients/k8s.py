@@ -1,0 +1,249 @@
+"""Kubernetes behind narrow methods (contract §2.5, §7). Nothing else imports `kubernetes`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+GravalState = Literal["pending", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    uid: str
+    labels: dict[str, str]
+    ready: bool
+    gpu_capacity: int
+    cpus: int
+    memory_gib: float
+
+    @property
+    def external_ip(self) -> str | None:
+        return self.labels.get("chutes/external-ip")
+
+    @property
+    def gpu_count_label(self) -> int | None:
+        value = self.labels.get("nvidia.com/gpu.count", "")
+        return int(value) if value.isdigit() else None
+
+    @property
+    def gpu_memory_mib(self) -> int | None:
+        value = self.labels.get("nvidia.com/gpu.memory", "")
+        return int(value) if value.isdigit() else None
+
+
+@dataclass(frozen=True)
+class GravalSpec:
+    node: str
+    nice: str
+    image: str
+    validator: str
+    miner_ss58: str
+    gpu_count: int
+    cpu: int
+    memory_gi: int
+    remote_token_hosts: str
+    runtime_class: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def job_name(self) -> str:
+        return f"graval-{self.nice}"
+
+    @property
+    def service_name(self) -> str:
+        return f"graval-service-{self.nice}"
+
+
+class KubeClient(Protocol):
+    def get_node(self, name: str) -> NodeInfo | None: ...
+
+    def node_busy(self, name: str) -> str | None:
+        """A reason if chute pods or a graval Job already run on the node."""
+        ...
+
+    def label_node(self, name: str, labels: dict[str, str]) -> None: ...
+
+    def create_graval(self, spec: GravalSpec) -> int:
+        """Create the Service then the Job; return the Service's nodePort."""
+        ...
+
+    def graval_state(self, spec: GravalSpec) -> tuple[GravalState, str]: ...
+
+    def graval_url(self, spec: GravalSpec) -> str: ...
+
+    def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None: ...
+
+
+def _quantity_gib(value: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9}
+    for suffix, mult in units.items():
+        if value.endswith(suffix):
+            return float(value[: -len(suffix)]) * mult / 2**30
+    return float(value) / 2**30
+
+
+def _cpus(value: str) -> int:
+    return int(value[:-1]) // 1000 if value.endswith("m") else int(float(value))
+
+
+class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the components scenario
+    def __init__(self, namespace: str) -> None:
+        from kubernetes import client, config  # optional dependency: control_api[kubernetes]
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        self._ns = namespace
+        self._core = client.CoreV1Api()
+        self._batch = client.BatchV1Api()
+        self._client = client
+
+    def get_node(self, name: str) -> NodeInfo | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            node = self._core.read_node(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        cap = node.status.capacity or {}
+        ready = any(
+            c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])
+        )
+        gpus = str(cap.get("nvidia.com/gpu", "0"))
+        return NodeInfo(
+            name=name,
+            uid=node.metadata.uid,
+            labels=dict(node.metadata.labels or {}),
+            ready=ready,
+            gpu_capacity=int(gpus) if gpus.isdigit() else 0,
+            cpus=_cpus(str(cap.get("cpu", "0"))),
+            memory_gib=_quantity_gib(str(cap.get("memory", "0"))),
+        )
+
+    def node_busy(self, name: str) -> str | None:
+        pods = self._core.list_namespaced_pod(
+            self._ns, label_selector="chutes/chute=true", field_selector=f"spec.nodeName={name}"
+        )
+        if pods.items:
+            return "node already runs chute pods"
+        jobs = self._batch.list_namespaced_job(
+            self._ns, label_selector=f"app=graval,graval-node={name}"
+        )
+        if jobs.items:
+            return "a graval bootstrap job already exists for this node"
+        return None
+
+    def label_node(self, name: str, labels: dict[str, str]) -> None:
+        self._core.patch_node(name, {"metadata": {"labels": labels}})
+
+    def create_graval(self, spec: GravalSpec) -> int:
+        c = self._client
+        selector = {"app": "graval", "graval-node": spec.node}
+        svc = c.V1Service(
+            metadata=c.V1ObjectMeta(
+                name=spec.service_name, labels={**selector, "chute/chute": "false"}
+            ),
+            spec=c.V1ServiceSpec(
+                type="NodePort",
+                selector=selector,
+                ports=[c.V1ServicePort(port=8000, target_port=8000, protocol="TCP")],
+            ),
+        )
+        created = self._core.create_namespaced_service(self._ns, svc)
+        env = {
+            "VALIDATOR_WHITELIST": spec.validator,
+            "MINER_HOTKEY_SS58": spec.miner_ss58,
+            "EXPECTED_GPU_COUNT": str(spec.gpu_count),
+            "REMOTE_TOKEN_ALLOWED_HOSTS": spec.remote_token_hosts,
+        }
+        res = {
+            "cpu": str(spec.cpu),
+            "memory": f"{spec.memory_gi}Gi",
+            "nvidia.com/gpu": str(spec.gpu_count),
+        }
+        pod = c.V1PodSpec(
+            node_name=spec.node,
+            restart_policy="OnFailure",
+            runtime_class_name=spec.runtime_class,
+            containers=[
+                c.V1Container(
+                    name="graval",
+                    image=spec.image,
+                    env=[c.V1EnvVar(name=k, value=v) for k, v in env.items()],
+                    ports=[c.V1ContainerPort(container_port=8000)],
+                    resources=c.V1ResourceRequirements(requests=res, limits=res),
+                    readiness_probe=c.V1Probe(
+                        http_get=c.V1HTTPGetAction(path="/ping", port=8000),
+                        initial_delay_seconds=15,
+                        period_seconds=10,
+                        failure_threshold=3,
+                    ),
+                )
+            ],
+        )
+        job = c.V1Job(
+            metadata=c.V1ObjectMeta(
+                name=spec.job_name, labels={**selector, "chute/chute": "false"}
+            ),
+            spec=c.V1JobSpec(
+                parallelism=1,
+                completions=1,
+                backoff_limit=3,
+                ttl_seconds_after_finished=300,
+                template=c.V1PodTemplateSpec(metadata=c.V1ObjectMeta(labels=selector), spec=pod),
+            ),
+        )
+        self._batch.create_namespaced_job(self._ns, job)
+        return int(created.spec.ports[0].node_port)
+
+    def graval_state(self, spec: GravalSpec) -> tuple[GravalState, str]:
+        pods = self._core.list_namespaced_pod(
+            self._ns, label_selector=f"app=graval,graval-node={spec.node}"
+        )
+        for pod in pods.items:
+            if pod.status.phase == "Failed":
+                return "failed", "bootstrap pod failed"
+            for cs in pod.status.container_statuses or []:
+                waiting = cs.state.waiting if cs.state else None
+                if waiting and waiting.reason in {
+                    "CrashLoopBackOff",
+                    "ErrImagePull",
+                    "ImagePullBackOff",
+                    "InvalidImageName",
+                    "CreateContainerConfigError",
+                }:
+                    return "failed", f"bootstrap pod {waiting.reason}"
+                if cs.ready:
+                    return "ready", ""
+        return "pending", ""
+
+    def graval_url(self, spec: GravalSpec) -> str:
+        return f"http://{spec.service_name}.{self._ns}.svc:8000"
+
+    def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        body: dict[str, Any] = {"propagationPolicy": "Foreground"}
+        for call, name in (
+            (self._batch.delete_namespaced_job, spec.job_name),
+            (self._core.delete_namespaced_service, spec.service_name),
+        ):
+            try:
+                call(name, self._ns, body=body)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            pods = self._core.list_namespaced_pod(
+                self._ns, label_selector=f"app=graval,graval-node={spec.node}"
+            )
+            if not pods.items:
+                return
+            time.sleep(2)

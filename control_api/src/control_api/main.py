@@ -1,0 +1,117 @@
+"""create_app(settings): the lifespan owns every connection; clients can be injected."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from control_api import __version__
+from control_api.clients.events import EventPublisher, RedisReplayStore
+from control_api.clients.graval import GravalClient, HttpGravalClient
+from control_api.clients.k8s import KubeClient
+from control_api.clients.validator import HttpValidatorClient, ValidatorClient
+from control_api.config import Settings
+from control_api.db.pool import Database
+from control_api.deps import Resources
+from control_api.metrics import LATENCY, REQUESTS
+from control_api.routers import deployments, servers
+from control_api.schemas.api import Message as MessageOut
+from control_api.services.bootstrap import AddNodeService
+from control_api.services.signing import keypair_from_seed
+
+log = logging.getLogger(__name__)
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware buffering): count and time each request by route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            REQUESTS.labels(scope["method"], path, str(status[0])).inc()
+            LATENCY.labels(path).observe(time.perf_counter() - start)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    kube: KubeClient | None = None,
+    validator: ValidatorClient | None = None,
+    graval: GravalClient | None = None,
+    redis_prefix: str = "",
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keypair = keypair_from_seed(settings.miner_seed.get_secret_value())
+        db = Database(settings.postgresql.get_secret_value(), settings.db_pool_max)
+        sync_redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        async_redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        own_validator = validator is None
+        vclient: ValidatorClient = validator or HttpValidatorClient(keypair)
+        if kube is None:
+            from control_api.clients.k8s import RealKubeClient
+
+            kclient: KubeClient = RealKubeClient(settings.chutes_namespace)
+        else:
+            kclient = kube
+        app.state.res = Resources(
+            settings=settings,
+            db=db,
+            replay=RedisReplayStore(async_redis, redis_prefix),
+            events=EventPublisher(sync_redis, redis_prefix, settings.event_stream_maxlen),
+            add_node=AddNodeService(
+                settings, db, kclient, vclient, graval or HttpGravalClient(keypair)
+            ),
+        )
+        log.info("api.started", extra={"version": __version__})
+        try:
+            yield
+        finally:
+            if own_validator and isinstance(vclient, HttpValidatorClient):
+                vclient.close()
+            await async_redis.aclose()
+            sync_redis.close()
+            db.close()
+
+    app = FastAPI(title="chutes miner API", version=__version__, lifespan=lifespan)
+    app.add_middleware(MetricsMiddleware)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "api.internal_error", extra={"path": request.url.path, "error": type(exc).__name__}
+        )
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.get("/ping", tags=["health"])
+    def ping() -> MessageOut:
+        return MessageOut(message="pong")
+
+    app.include_router(deployments.router)
+    app.include_router(servers.router)
+    return app

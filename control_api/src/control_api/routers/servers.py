@@ -1,0 +1,163 @@
+"""Server routes used by the chutes-miner CLI (contract §2.2). Parse, call, shape."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from control_api.db import queries
+from control_api.deps import BodyAuth, Kubeconfig, Management, ResDep
+from control_api.metrics import EVENTS
+from control_api.schemas.api import (
+    AddNodeBody,
+    DeleteServerOut,
+    Detail,
+    PreflightOut,
+    PurgeOut,
+    ServerOut,
+)
+from control_api.services.bootstrap import AddNodeRefused, AddNodeRequest, Attempt, sse_event
+
+router = APIRouter(prefix="/servers", tags=["servers"])
+_JSON = "application/json"
+_401 = {401: {"model": Detail}}
+_404 = {401: {"model": Detail}, 404: {"model": Detail}}
+
+
+def _json(text: str) -> Response:
+    return Response(content=text, media_type=_JSON)
+
+
+def _server_or_404(res: ResDep, id_or_name: str) -> queries.ServerRef:
+    with res.db.connection() as conn:
+        ref = queries.find_server(conn, id_or_name)
+    if ref is None:
+        raise HTTPException(404, "Node not found")
+    return ref
+
+
+@router.get("/", responses={200: {"model": list[ServerOut]}, **_401})
+def list_servers(_: Management, res: ResDep) -> Response:
+    with res.db.connection() as conn:
+        return _json(queries.list_servers_json(conn))
+
+
+@router.get("/kubeconfig", responses={200: {"model": dict[str, object]}, **_404})
+def kubeconfig(_: Kubeconfig) -> Response:
+    # Optional route (sync-kubeconfig); this deployment hands out no kubeconfig.
+    raise HTTPException(404, "kubeconfig is not served by this miner")
+
+
+def _set_lock(res: ResDep, id_or_name: str, locked: bool) -> Response:
+    ref = _server_or_404(res, id_or_name)
+    with res.db.connection() as conn:
+        text = queries.set_locked(conn, ref.server_id, locked)
+    if text is None:
+        raise HTTPException(404, "Node not found")
+    return _json(text)
+
+
+@router.get("/{id_or_name}/lock", responses={200: {"model": ServerOut}, **_404})
+def lock(id_or_name: str, _: Management, res: ResDep) -> Response:
+    return _set_lock(res, id_or_name, True)
+
+
+@router.get("/{id_or_name}/unlock", responses={200: {"model": ServerOut}, **_404})
+def unlock(id_or_name: str, _: Management, res: ResDep) -> Response:
+    return _set_lock(res, id_or_name, False)
+
+
+@router.get("/{id_or_name}/delete_preflight", responses={200: {"model": PreflightOut}, **_404})
+def delete_preflight(id_or_name: str, _: Management, res: ResDep) -> Response:
+    ref = _server_or_404(res, id_or_name)
+    with res.db.connection() as conn:
+        jobs = queries.job_deployments_json(conn, ref.server_id)
+    return _json('{"jobs": ' + jobs + "}")
+
+
+@router.delete("/{id_or_name}", responses={200: {"model": DeleteServerOut}, **_404})
+def delete_server(id_or_name: str, _: Management, res: ResDep) -> DeleteServerOut:
+    ref = _server_or_404(res, id_or_name)
+    res.events.publish("server_deleted", {"server_id": ref.server_id})
+    EVENTS.labels(event_type="server_deleted").inc()
+    return DeleteServerOut(
+        status="started",
+        detail=f"Deletion of server {ref.name} ({ref.server_id}) started; gepetto undeploys first",
+    )
+
+
+@router.delete("/{id_or_name}/deployments", responses={200: {"model": PurgeOut}, **_404})
+def purge_server(id_or_name: str, _: Management, res: ResDep) -> Response:
+    ref = _server_or_404(res, id_or_name)
+    with res.db.connection() as conn:
+        ids, items = queries.purge_items_json(conn, server_id=ref.server_id, include_jobs=False)
+    if ids:
+        res.events.publish(
+            "undeploy_requested", {"deployment_ids": ids, "reason": f"purge server {ref.name}"}
+        )
+        EVENTS.labels(event_type="undeploy_requested").inc()
+    return _json('{"status": "initiated", "deployments_purged": ' + items + "}")
+
+
+_ADD_NODE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {_JSON: {"schema": AddNodeBody.model_json_schema()}},
+    }
+}
+
+
+@router.post(
+    "/",
+    openapi_extra=_ADD_NODE_BODY,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "progress stream"},
+        400: {"model": Detail},
+        401: {"model": Detail},
+        404: {"model": Detail},
+        409: {"model": Detail},
+        422: {"model": Detail},
+        502: {"model": Detail},
+    },
+)
+async def add_node(request: Request, _: BodyAuth, res: ResDep) -> Response:
+    # Body parsed only after authentication (contract §1.3 step 8).
+    try:
+        body = AddNodeBody.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = json.loads(exc.json(include_url=False, include_input=False))
+        return JSONResponse({"detail": errors}, status_code=422)
+    req = AddNodeRequest(body.name, body.validator, body.hourly_cost, body.gpu_short_ref)
+    try:
+        attempt = await run_in_threadpool(res.add_node.prepare, req)
+    except AddNodeRefused as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    res.add_node.start(attempt)
+    return StreamingResponse(
+        _tail(attempt, res.settings.sse_heartbeat_s),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+class BootstrapFailed(Exception):
+    """Raised after the failure event so the response ends without its final chunk."""
+
+
+async def _tail(attempt: Attempt, heartbeat_s: float) -> AsyncIterator[bytes]:
+    index = 0
+    while True:
+        events, done = await asyncio.to_thread(attempt.progress.wait_from, index, heartbeat_s)
+        index += len(events)
+        for ts, message in events:
+            yield sse_event(ts, message)
+        if done:
+            if not attempt.progress.ok:
+                raise BootstrapFailed(attempt.request.name)
+            return

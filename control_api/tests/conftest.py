@@ -1,0 +1,210 @@
+"""Fixtures: a fresh PostgreSQL database per xdist worker, unique Redis key prefixes per test,
+a stand-in validator (HTTP + socket.io + /devices) and a live API under uvicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg2
+import pytest
+import redis
+import uvicorn
+from bittensor_wallet import Keypair
+
+from control_api.clients.graval import HttpGravalClient
+from control_api.config import Settings
+from control_api.db.migrate import migrate
+from control_api.main import create_app
+from control_api.services.signing import body_hash, d1_headers, keypair_from_seed
+from tests.standins import StandinKube, StandinValidator, free_port
+
+PG_ADMIN = os.environ.get("CONTROL_API_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("CONTROL_API_TEST_REDIS", "redis://127.0.0.1:6379/0")
+TOKEN = "test-registry-token-0123456789"
+
+
+def _admin(sql: str) -> None:
+    conn = psycopg2.connect(PG_ADMIN)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def dsn_for(name: str) -> str:
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def fresh_db() -> Callable[[], str]:
+    """Factory of empty databases with unique names, all dropped at the end of the session."""
+    made: list[str] = []
+
+    def make() -> str:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        name = f"control_api_test_{worker}_{uuid.uuid4().hex[:10]}"
+        _admin(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return dsn_for(name)
+
+    yield make
+    for name in made:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_dsn(fresh_db: Callable[[], str]) -> str:
+    dsn = fresh_db()
+    migrate(dsn)
+    return dsn
+
+
+@pytest.fixture()
+def db(database_dsn: str) -> Iterator[psycopg2.extensions.connection]:
+    conn = psycopg2.connect(database_dsn, options="-c TimeZone=UTC")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM gpus; DELETE FROM deployments; DELETE FROM deployment_audit;"
+                    " DELETE FROM servers; DELETE FROM chutes;")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def miner_seed() -> str:
+    return secrets.token_hex(32)
+
+
+@pytest.fixture(scope="session")
+def miner_key(miner_seed: str) -> Keypair:
+    return keypair_from_seed(miner_seed)
+
+
+@pytest.fixture(scope="session")
+def validator_key() -> Keypair:
+    return keypair_from_seed(secrets.token_hex(32))
+
+
+@pytest.fixture(scope="session")
+def validator(miner_key: Keypair, validator_key: Keypair) -> Iterator[StandinValidator]:
+    v = StandinValidator(validator_key.ss58_address, miner_key.ss58_address).start()
+    yield v
+    v.stop()
+
+
+@pytest.fixture()
+def redis_prefix() -> Iterator[str]:
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture()
+def make_settings(
+    miner_key: Keypair,
+    miner_seed: str,
+    validator_key: Keypair,
+    validator: StandinValidator,
+    database_dsn: str,
+) -> SettingsFactory:
+    def make(**overrides: Any) -> Settings:
+        validator.state.__init__()  # type: ignore[misc]  # reset the stand-in between tests
+        values: dict[str, Any] = {
+            "miner_ss58": miner_key.ss58_address,
+            "miner_seed": miner_seed,
+            "validators": json.dumps({
+                "defaultRegistry": "registry.example", "defaultApi": validator.url,
+                "supported": [{"hotkey": validator_key.ss58_address, "registry": "r.example",
+                               "api": validator.url, "socket": validator.url}],
+            }),
+            "postgresql": database_dsn,
+            "redis_url": REDIS_URL,
+            "registry_auth_token": TOKEN,
+            "sse_heartbeat_s": 0.5,
+            "verification_poll_s": 0.05,
+            "graval_bootstrap_timeout": 10,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+class LiveServer:
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.time() + 15
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("API did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@dataclass
+class Api:
+    url: str
+    http: httpx.Client
+    kube: StandinKube
+    validator: StandinValidator
+    settings: Settings
+    signer: Keypair
+    prefix: str
+    app: Any
+
+    def headers(self, purpose: str = "management", body: bytes | None = None) -> dict[str, str]:
+        return d1_headers(self.signer, body_hash(body) if body is not None else purpose)
+
+    def get(self, path: str, purpose: str = "management") -> httpx.Response:
+        return self.http.get(path, headers=self.headers(purpose))
+
+    def delete(self, path: str) -> httpx.Response:
+        return self.http.delete(path, headers=self.headers())
+
+
+@pytest.fixture()
+def api(
+    make_settings: SettingsFactory,
+    miner_key: Keypair,
+    validator: StandinValidator,
+    redis_prefix: str,
+    db: psycopg2.extensions.connection,
+) -> Iterator[Api]:
+    settings = make_settings()
+    kube = StandinKube(devices_url=validator.url)
+    app = create_app(
+        settings, kube=kube, graval=HttpGravalClient(miner_key, tries=2, pause_s=0.05),
+        redis_prefix=redis_prefix,
+    )
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+        yield Api(live.url, http, kube, validator, settings, miner_key, redis_prefix, app)

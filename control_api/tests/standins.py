@@ -1,0 +1,243 @@
+"""Stand-ins for the validator (HTTP + socket.io) and GraVal bootstrap, served by aiohttp on
+127.0.0.1 in a background thread, and an in-memory stand-in for Kubernetes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from control_api.clients.k8s import GravalSpec, GravalState, NodeInfo
+from control_api.services.signing import body_hash, d1_message, d2_message, verify
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_device(i: int) -> dict[str, Any]:
+    return {
+        "uuid": f"{i:032x}",
+        "name": "NVIDIA H200",
+        "memory": 150_000_000_000,
+        "processors": 132,
+        "clock_rate": 1_980_000.0,
+        "max_threads_per_processor": 2048,
+    }
+
+
+@dataclass
+class ValidatorState:
+    supported: dict[str, Any] = field(default_factory=lambda: {"h200": {}, "h100": {}})
+    supported_status: int = 200
+    register_status: int = 202
+    statuses: list[str] = field(default_factory=lambda: ["pending", "verified"])
+    seed: int = 42
+    devices: list[dict[str, Any]] = field(default_factory=lambda: [make_device(i) for i in range(2)])
+    registered: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    auth_errors: list[str] = field(default_factory=list)
+    socket_auths: list[dict[str, Any]] = field(default_factory=list)
+    reject_socket_auth: bool = False
+    poll_count: int = 0
+
+
+class StandinValidator:
+    """Validator HTTP + socket.io, and the GraVal bootstrap's /devices, on one port."""
+
+    def __init__(self, validator_ss58: str, miner_ss58: str) -> None:
+        self.hotkey = validator_ss58
+        self.miner = miner_ss58
+        self.state = ValidatorState()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
+        self.loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _check_d2(self, request: web.Request, x: str) -> bool:
+        h = request.headers
+        hotkey, nonce, sig = (
+            h.get("X-Chutes-Hotkey", ""), h.get("X-Chutes-Nonce", ""), h.get("X-Chutes-Signature", "")
+        )
+        ok = (
+            hotkey == self.miner
+            and nonce.isdigit()
+            and abs(time.time() - int(nonce)) < 600
+            and len(sig) == 128
+            and verify(hotkey, d2_message(hotkey, nonce, x), bytes.fromhex(sig))
+        )
+        if not ok:
+            self.state.auth_errors.append(request.path)
+        return ok
+
+    async def supported(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.supported, status=self.state.supported_status)
+
+    async def register(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if not self._check_d2(request, body_hash(raw)):
+            return web.json_response({"detail": "bad signature"}, status=401)
+        body = json.loads(raw)
+        self.state.registered.append(body)
+        if self.state.register_status != 202:
+            return web.json_response({"detail": "refused"}, status=self.state.register_status)
+        nodes = [{**n, "seed": self.state.seed} for n in body["nodes"]]
+        return web.json_response(
+            {"nodes": nodes, "task_id": f"{self.miner}::task1"}, status=202
+        )
+
+    async def verification_status(self, request: web.Request) -> web.Response:
+        if not self._check_d2(request, "graval"):
+            return web.json_response({"detail": "bad signature"}, status=401)
+        st = self.state
+        status = st.statuses[min(st.poll_count, len(st.statuses) - 1)]
+        st.poll_count += 1
+        out: dict[str, Any] = {"status": status}
+        if status in ("error", "failed"):
+            out["error"] = "proof rejected"
+        return web.json_response(out)
+
+    async def delete_node(self, request: web.Request) -> web.Response:
+        if not self._check_d2(request, "nodes"):
+            return web.json_response({"detail": "bad signature"}, status=401)
+        gpu_id = request.match_info["gpu_id"]
+        self.state.deleted.append(gpu_id)
+        return web.json_response({"node_id": gpu_id, "deleted": True})
+
+    async def devices(self, request: web.Request) -> web.Response:
+        h = request.headers
+        nonce, sig = h.get("X-Chutes-Nonce", ""), h.get("X-Chutes-Signature", "")
+        msg = d1_message(self.miner, self.miner, nonce, "graval")
+        if h.get("X-Chutes-Miner") != self.miner or not verify(self.miner, msg, bytes.fromhex(sig)):
+            return web.json_response({"detail": "unauthorized"}, status=401)
+        return web.json_response({"devices": self.state.devices})
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        self.sio.attach(app)
+        app.router.add_get("/nodes/supported", self.supported)
+        app.router.add_post("/nodes/", self.register)
+        app.router.add_get("/nodes/verification_status", self.verification_status)
+        app.router.add_delete("/nodes/{gpu_id}", self.delete_node)
+        app.router.add_get("/devices", self.devices)
+
+        @self.sio.on("authenticate")  # type: ignore[untyped-decorator]
+        async def authenticate(sid: str, data: dict[str, Any]) -> None:
+            self.state.socket_auths.append(data)
+            hotkey = data.get("X-Chutes-Hotkey", "")
+            nonce = data.get("X-Chutes-Nonce", "")
+            sig = data.get("X-Chutes-Signature", "")
+            ok = (
+                not self.state.reject_socket_auth
+                and hotkey == self.miner
+                and verify(hotkey, d2_message(hotkey, nonce, "sockets"), bytes.fromhex(sig))
+            )
+            if ok:
+                await self.sio.enter_room(sid, "miners")
+                await self.sio.emit("auth_success", {"message": "Authenticated"}, to=sid)
+            else:
+                await self.sio.emit("auth_failed", {"error": "nope"}, to=sid)
+
+        self._runner = web.AppRunner(app)
+        self.loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        self.loop.run_until_complete(site.start())
+        self.loop.run_forever()
+
+    def start(self) -> StandinValidator:
+        self._thread.start()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("stand-in validator did not start")
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def broadcast(self, reason: str, data: dict[str, Any]) -> None:
+        self.call(self.sio.emit("miner_broadcast", {"reason": reason, "data": data}, room="miners"))
+
+    def drop_clients(self) -> None:
+        async def _drop() -> None:
+            for sid in list(self.sio.manager.get_participants("/", None)):
+                await self.sio.disconnect(sid[0] if isinstance(sid, tuple) else sid)
+
+        self.call(_drop())
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self.call(self._runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@dataclass
+class StandinKube:
+    """In-memory Kubernetes: nodes, labels, graval objects with a scripted state."""
+
+    devices_url: str
+    nodes: dict[str, NodeInfo] = field(default_factory=dict)
+    labels_set: dict[str, dict[str, str]] = field(default_factory=dict)
+    graval_states: list[GravalState] = field(default_factory=lambda: ["pending", "ready"])
+    graval_reason: str = ""
+    busy: str | None = None
+    created: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    create_delay_s: float = 0.0
+    _polls: int = 0
+
+    def add_node(self, name: str, uid: str, gpus: int = 2, **overrides: Any) -> NodeInfo:
+        labels = {
+            "chutes/external-ip": "203.0.113.10",
+            "nvidia.com/gpu.count": str(gpus),
+            "nvidia.com/gpu.memory": "143771",
+        }
+        labels.update(overrides.pop("labels", {}))
+        node = NodeInfo(
+            name=name, uid=uid, labels=labels, ready=overrides.pop("ready", True),
+            gpu_capacity=overrides.pop("gpu_capacity", gpus), cpus=overrides.pop("cpus", 32),
+            memory_gib=overrides.pop("memory_gib", 256.0),
+        )
+        self.nodes[name] = node
+        return node
+
+    def get_node(self, name: str) -> NodeInfo | None:
+        return self.nodes.get(name)
+
+    def node_busy(self, name: str) -> str | None:
+        return self.busy
+
+    def label_node(self, name: str, labels: dict[str, str]) -> None:
+        self.labels_set[name] = labels
+
+    def create_graval(self, spec: GravalSpec) -> int:
+        time.sleep(self.create_delay_s)
+        self.created.append(spec.job_name)
+        return 31000
+
+    def graval_state(self, spec: GravalSpec) -> tuple[GravalState, str]:
+        state = self.graval_states[min(self._polls, len(self.graval_states) - 1)]
+        self._polls += 1
+        return state, self.graval_reason
+
+    def graval_url(self, spec: GravalSpec) -> str:
+        return self.devices_url
+
+    def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
+        self.deleted.append(spec.job_name)

@@ -1,0 +1,134 @@
+"""Every CLI route against the real database, with DTO shapes checked."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+import psycopg2.extensions
+import redis
+from pydantic import TypeAdapter
+
+from control_api.schemas.api import PreflightOut, PurgeOneOut, PurgeOut, ServerOut
+from tests.conftest import REDIS_URL, Api
+
+
+def seed_inventory(
+    db: psycopg2.extensions.connection, validator: str, servers: int = 2, gpus: int = 8,
+    deployments: int = 4, jobs: int = 1,
+) -> None:
+    with db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO chutes (chute_id, validator, name, image, code, filename, ref_str,"
+            " version, supported_gpus, gpu_count) VALUES"
+            " ('c1', %s, 'llama', 'u/llama:1', 'print(1)', 'app.py', 'app:chute', 'v1',"
+            " ARRAY['h200'], 2)",
+            (validator,),
+        )
+        for s in range(servers):
+            sid = f"uid-{s}"
+            cur.execute(
+                "INSERT INTO servers (server_id, validator, name, ip_address, gpu_count,"
+                " hourly_cost) VALUES (%s, %s, %s, '203.0.113.1', %s, 2.5)",
+                (sid, validator, f"node-{s}", gpus),
+            )
+            dep_ids = []
+            for d in range(deployments):
+                dep = str(uuid.uuid4())
+                dep_ids.append(dep)
+                cur.execute(
+                    "INSERT INTO deployments (deployment_id, validator, host, port, chute_id,"
+                    " server_id, version, job_id) VALUES (%s, %s, '203.0.113.1', 30001, 'c1',"
+                    " %s, 'v1', %s)",
+                    (dep, validator, sid, f"job-{s}-{d}" if d < jobs else None),
+                )
+            for g in range(gpus):
+                cur.execute(
+                    "INSERT INTO gpus (gpu_id, validator, server_id, deployment_id, device_info,"
+                    " model_short_ref, verified) VALUES (%s, %s, %s, %s, %s, 'h200', true)",
+                    (
+                        uuid.uuid4().hex, validator, sid,
+                        dep_ids[g // 2] if g // 2 < len(dep_ids) else None,
+                        json.dumps({"name": "H200", "memory": 1, "processors": 1,
+                                    "clock_rate": 1000.0, "uuid": "0" * 32}),
+                    ),
+                )
+
+
+def test_ping_is_public(api: Api) -> None:
+    assert api.http.get("/ping").json() == {"message": "pong"}
+
+
+def test_list_servers_shape(api: Api, db: psycopg2.extensions.connection) -> None:
+    seed_inventory(db, api.validator.hotkey)
+    resp = api.get("/servers/")
+    assert resp.status_code == 200
+    servers = TypeAdapter(list[ServerOut]).validate_python(resp.json())
+    assert [s.name for s in servers] == ["node-0", "node-1"]
+    server = resp.json()[0]
+    datetime.fromisoformat(server["created_at"])
+    assert server["created_at"].endswith("+00:00")
+    assert server["locked"] is False and server["is_tee"] is False
+    assert len(server["gpus"]) == 8 and len(server["deployments"]) == 4
+    dep = server["deployments"][0]
+    assert dep["chute"]["name"] == "llama" and "code" not in dep["chute"]
+    assert len(dep["gpus"]) == 2 and "deployment" not in dep["gpus"][0]
+
+
+def test_lock_unlock_by_name_and_id(api: Api, db: psycopg2.extensions.connection) -> None:
+    seed_inventory(db, api.validator.hotkey, servers=1)
+    assert api.get("/servers/node-0/lock").json()["locked"] is True
+    assert api.get("/servers/uid-0/unlock").json()["locked"] is False
+    assert api.get("/servers/nope/lock").status_code == 404
+
+
+def test_delete_preflight_with_jobs(api: Api, db: psycopg2.extensions.connection) -> None:
+    seed_inventory(db, api.validator.hotkey, servers=1, jobs=2)
+    resp = api.get("/servers/node-0/delete_preflight")
+    assert resp.status_code == 200
+    out = PreflightOut.model_validate(resp.json())
+    assert len(out.jobs) == 2 and all(j.job_id for j in out.jobs)
+    assert api.get("/servers/missing/delete_preflight").status_code == 404
+
+
+def test_delete_server_publishes(api: Api, db: psycopg2.extensions.connection) -> None:
+    seed_inventory(db, api.validator.hotkey, servers=1)
+    r = redis.Redis.from_url(REDIS_URL)
+    resp = api.delete("/servers/node-0")
+    assert resp.status_code == 200 and resp.json()["status"] == "started"
+    events = r.xrange(api.prefix + "miner_events_stream")
+    assert json.loads(events[-1][1][b"event"]) == {
+        "event_type": "server_deleted", "event_data": {"server_id": "uid-0"}}
+    assert api.delete("/servers/node-0x").status_code == 404
+    with db.cursor() as cur:  # the API never deletes: gepetto undeploys first
+        cur.execute("SELECT count(*) FROM servers")
+        assert cur.fetchone() == (1,)
+
+
+def test_purges(api: Api, db: psycopg2.extensions.connection) -> None:
+    seed_inventory(db, api.validator.hotkey, servers=2, jobs=1)
+    out = PurgeOut.model_validate(api.delete("/servers/node-0/deployments").json())
+    assert out.status == "initiated" and len(out.deployments_purged) == 3
+    assert all(p.server_name == "node-0" for p in out.deployments_purged)
+    assert api.delete("/servers/ghost/deployments").status_code == 404
+    all_non_jobs = api.delete("/deployments/purge").json()["deployments_purged"]
+    assert len(all_non_jobs) == 6
+    with_jobs = api.http.delete(
+        "/deployments/purge", params={"include_jobs": "true"}, headers=api.headers()
+    ).json()["deployments_purged"]
+    assert len(with_jobs) == 8
+    job_dep = next(p["deployment_id"] for p in with_jobs if p not in all_non_jobs)
+    one = PurgeOneOut.model_validate(api.delete(f"/deployments/{job_dep}").json())
+    assert one.deployment_purged.job_id is not None
+    assert api.delete(f"/deployments/{uuid.uuid4()}").status_code == 404
+
+
+def test_kubeconfig_optional(api: Api) -> None:
+    assert api.get("/servers/kubeconfig", purpose="kubeconfig").status_code == 404
+    assert api.get("/servers/kubeconfig", purpose="management").status_code == 401
+
+
+def test_registry_auth_absent_on_api_port(api: Api) -> None:
+    resp = api.http.get("/registry/auth", headers={"X-Registry-Auth-Token": "x"})
+    assert resp.status_code in (401, 404, 405) and "X-Chutes-Signature" not in resp.headers
