@@ -1,0 +1,138 @@
+"""Every inbound auth failure mode is a fixed 401 (never 500, never the signing string)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from bittensor_wallet import Keypair
+
+from control_api.main import create_app
+from control_api.services.auth import AuthError, check_headers
+from control_api.services.signing import d1_headers
+from tests.conftest import Api, LiveServer, SettingsFactory
+
+import httpx
+
+CLI_PYTHON = Path(os.environ.get("CHUTES_MINER_CLI_VENV", "/tmp/cli-venv")) / "bin" / "python"
+
+
+def _check(key: Keypair, headers: dict[str, str], now: int) -> None:
+    check_headers(
+        headers, x="management", miner_ss58=key.ss58_address,
+        allowed_signers=frozenset({key.ss58_address}), now=now,
+    )
+
+
+@pytest.mark.parametrize(("age", "ok"), [(0, True), (29, True), (30, False), (-29, True),
+                                         (-30, False), (3600, False), (-3600, False)])
+def test_nonce_window(miner_key: Keypair, age: int, ok: bool) -> None:
+    now = int(time.time())
+    headers = d1_headers(miner_key, "management", nonce=now - age)
+    if ok:
+        _check(miner_key, headers, now)
+    else:
+        with pytest.raises(AuthError, match="window"):
+            _check(miner_key, headers, now)
+
+
+def test_bytes_wrapped_signature_accepted(miner_key: Keypair) -> None:
+    now = int(time.time())
+    me = miner_key.ss58_address
+    msg = f"{me}:{me}:{now}:management".encode()
+    sig = miner_key.sign(b"<Bytes>" + msg + b"</Bytes>").hex()
+    headers = {"X-Chutes-Miner": me, "X-Chutes-Validator": me, "X-Chutes-Nonce": str(now),
+               "X-Chutes-Signature": sig}
+    _check(miner_key, headers, now)
+
+
+def _variants(key: Keypair, other: Keypair) -> dict[str, dict[str, str]]:
+    good = d1_headers(key, "management")
+    sig = good["X-Chutes-Signature"]
+    out = {
+        "missing": {k: v for k, v in good.items() if k != "X-Chutes-Signature"},
+        "empty": {**good, "X-Chutes-Nonce": ""},
+        "nonce-text": {**good, "X-Chutes-Nonce": "abc"},
+        "nonce-huge": {**good, "X-Chutes-Nonce": "9" * 40},
+        "nonce-negative": {**good, "X-Chutes-Nonce": "-5"},
+        "sig-0x": {**good, "X-Chutes-Signature": "0x" + sig[2:]},
+        "sig-nonhex": {**good, "X-Chutes-Signature": "zz" + sig[2:]},
+        "sig-short": {**good, "X-Chutes-Signature": sig[:-2]},
+        "sig-wrong": {**good, "X-Chutes-Signature": "00" * 64},
+        "miner-other": {**good, "X-Chutes-Miner": other.ss58_address},
+        "signer-bad-ss58": {**good, "X-Chutes-Validator": "not-an-ss58"},
+        "signer-other": d1_headers(other, "management"),
+        "stale": d1_headers(key, "management", nonce=int(time.time()) - 31),
+        "future": d1_headers(key, "management", nonce=int(time.time()) + 31),
+        "wrong-purpose": d1_headers(key, "kubeconfig"),
+    }
+    return out
+
+
+def test_failures_are_fixed_401(api: Api, validator_key: Keypair) -> None:
+    for name, headers in _variants(api.signer, validator_key).items():
+        resp = api.http.get("/servers/", headers=headers)
+        assert resp.status_code == 401, name
+        assert resp.json() == {"detail": "unauthorized"}, name
+        assert api.signer.ss58_address not in resp.text
+
+
+def test_replay_rejected_but_same_second_requests_pass(api: Api) -> None:
+    headers = api.headers()
+    assert api.http.get("/servers/", headers=headers).status_code == 200
+    assert api.http.get("/servers/", headers=headers).status_code == 401
+    # preflight and DELETE in the same second: same nonce, different signatures (randomized)
+    nonce = int(time.time())
+    a = d1_headers(api.signer, "management", nonce=nonce)
+    b = d1_headers(api.signer, "management", nonce=nonce)
+    assert api.http.get("/servers/", headers=a).status_code == 200
+    assert api.http.get("/servers/", headers=b).status_code == 200
+
+
+def test_bad_auth_wins_over_bad_body(api: Api) -> None:
+    resp = api.http.post("/servers/", content=b"{not json", headers={"X-Chutes-Nonce": "1"})
+    assert resp.status_code == 401
+    body = b"{not json"
+    assert api.http.post("/servers/", content=body, headers=api.headers(body=body)).status_code == 422
+    body = json.dumps({"name": "n", "validator": "v", "hourly_cost": -1,
+                       "gpu_short_ref": "h200"}).encode()
+    assert api.http.post("/servers/", content=body, headers=api.headers(body=body)).status_code == 422
+
+
+def test_redis_down_is_503(make_settings: SettingsFactory, miner_key: Keypair,
+                           db: object) -> None:
+    settings = make_settings(redis_url="redis://127.0.0.1:1/0")
+    from tests.standins import StandinKube
+
+    app = create_app(settings, kube=StandinKube(devices_url="http://127.0.0.1:1"))
+    with LiveServer(app) as live:
+        resp = httpx.get(live.url + "/servers/", headers=d1_headers(miner_key, "management"))
+    assert resp.status_code == 503
+
+
+@pytest.mark.skipif(not CLI_PYTHON.exists(), reason="chutes-miner-cli venv not installed")
+def test_substrate_interface_signatures_verify(api: Api, tmp_path: Path) -> None:
+    """Cross-library vector: the CLI's own sign_request (substrate-interface) against us."""
+    hotkey = tmp_path / "hotkey.json"
+    seed = "0x" + os.urandom(32).hex()
+    script = (
+        "import json,sys;from substrateinterface import Keypair;"
+        f"k=Keypair.create_from_seed('{seed}');"
+        "print(k.ss58_address)"
+    )
+    ss58 = subprocess.run([CLI_PYTHON, "-c", script], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    hotkey.write_text(json.dumps({"ss58Address": ss58, "secretSeed": seed}))
+    sign = (
+        "import json,sys;from chutes_miner_cli.util import sign_request;"
+        f"h,_=sign_request('{hotkey}',purpose='management');print(json.dumps(h))"
+    )
+    headers = json.loads(subprocess.run([CLI_PYTHON, "-c", sign], capture_output=True,
+                                         text=True, check=True).stdout)
+    now = int(time.time())
+    check_headers(headers, x="management", miner_ss58=ss58, allowed_signers=frozenset({ss58}),
+                  now=now)
