@@ -175,7 +175,7 @@ class StandinValidator:
 
     def drop_clients(self) -> None:
         async def _drop() -> None:
-            for sid in list(self.sio.manager.get_participants("/", None)):
+            for sid in list(self.sio.manager.get_participants("/", "miners")):
                 await self.sio.disconnect(sid[0] if isinstance(sid, tuple) else sid)
 
         self.call(_drop())
