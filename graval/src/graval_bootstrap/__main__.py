@@ -65,6 +65,8 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # httpx logs each request URL at INFO; the /remote_token URL comes from a request body.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     sys.exit(run(os.environ))
 
 
