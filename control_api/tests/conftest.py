@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +19,12 @@ import pytest
 import redis
 import uvicorn
 from bittensor_wallet import Keypair
-
 from control_api.clients.graval import HttpGravalClient
 from control_api.config import Settings
 from control_api.db.migrate import migrate
 from control_api.main import create_app
 from control_api.services.signing import body_hash, d1_headers, keypair_from_seed
+
 from tests.standins import StandinKube, StandinValidator, free_port
 
 PG_ADMIN = os.environ.get("CONTROL_API_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -47,7 +47,7 @@ def dsn_for(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def fresh_db() -> Callable[[], str]:
+def fresh_db() -> Generator[Callable[[], str], None, None]:
     """Factory of empty databases with unique names, all dropped at the end of the session."""
     made: list[str] = []
 
@@ -75,8 +75,10 @@ def db(database_dsn: str) -> Iterator[psycopg2.extensions.connection]:
     conn = psycopg2.connect(database_dsn, options="-c TimeZone=UTC")
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("DELETE FROM gpus; DELETE FROM deployments; DELETE FROM deployment_audit;"
-                    " DELETE FROM servers; DELETE FROM chutes;")
+        cur.execute(
+            "DELETE FROM gpus; DELETE FROM deployments; DELETE FROM deployment_audit;"
+            " DELETE FROM servers; DELETE FROM chutes;"
+        )
     yield conn
     conn.close()
 
@@ -130,11 +132,20 @@ def make_settings(
         values: dict[str, Any] = {
             "miner_ss58": miner_key.ss58_address,
             "miner_seed": miner_seed,
-            "validators": json.dumps({
-                "defaultRegistry": "registry.example", "defaultApi": validator.url,
-                "supported": [{"hotkey": validator_key.ss58_address, "registry": "r.example",
-                               "api": validator.url, "socket": validator.url}],
-            }),
+            "validators": json.dumps(
+                {
+                    "defaultRegistry": "registry.example",
+                    "defaultApi": validator.url,
+                    "supported": [
+                        {
+                            "hotkey": validator_key.ss58_address,
+                            "registry": "r.example",
+                            "api": validator.url,
+                            "socket": validator.url,
+                        }
+                    ],
+                }
+            ),
             "postgresql": database_dsn,
             "redis_url": REDIS_URL,
             "registry_auth_token": TOKEN,
@@ -152,8 +163,9 @@ class LiveServer:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -203,7 +215,9 @@ def api(
     settings = make_settings()
     kube = StandinKube(devices_url=validator.url)
     app = create_app(
-        settings, kube=kube, graval=HttpGravalClient(miner_key, tries=2, pause_s=0.05),
+        settings,
+        kube=kube,
+        graval=HttpGravalClient(miner_key, tries=2, pause_s=0.05),
         redis_prefix=redis_prefix,
     )
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:

@@ -13,7 +13,6 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-
 from control_api.clients.k8s import GravalSpec, GravalState, NodeInfo
 from control_api.services.signing import body_hash, d1_message, d2_message, verify
 
@@ -42,7 +41,9 @@ class ValidatorState:
     register_status: int = 202
     statuses: list[str] = field(default_factory=lambda: ["pending", "verified"])
     seed: int = 42
-    devices: list[dict[str, Any]] = field(default_factory=lambda: [make_device(i) for i in range(2)])
+    devices: list[dict[str, Any]] = field(
+        default_factory=lambda: [make_device(i) for i in range(2)]
+    )
     registered: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     auth_errors: list[str] = field(default_factory=list)
@@ -68,7 +69,9 @@ class StandinValidator:
     def _check_d2(self, request: web.Request, x: str) -> bool:
         h = request.headers
         hotkey, nonce, sig = (
-            h.get("X-Chutes-Hotkey", ""), h.get("X-Chutes-Nonce", ""), h.get("X-Chutes-Signature", "")
+            h.get("X-Chutes-Hotkey", ""),
+            h.get("X-Chutes-Nonce", ""),
+            h.get("X-Chutes-Signature", ""),
         )
         ok = (
             hotkey == self.miner
@@ -93,9 +96,7 @@ class StandinValidator:
         if self.state.register_status != 202:
             return web.json_response({"detail": "refused"}, status=self.state.register_status)
         nodes = [{**n, "seed": self.state.seed} for n in body["nodes"]]
-        return web.json_response(
-            {"nodes": nodes, "task_id": f"{self.miner}::task1"}, status=202
-        )
+        return web.json_response({"nodes": nodes, "task_id": f"{self.miner}::task1"}, status=202)
 
     async def verification_status(self, request: web.Request) -> web.Response:
         if not self._check_d2(request, "graval"):
@@ -210,8 +211,12 @@ class StandinKube:
         }
         labels.update(overrides.pop("labels", {}))
         node = NodeInfo(
-            name=name, uid=uid, labels=labels, ready=overrides.pop("ready", True),
-            gpu_capacity=overrides.pop("gpu_capacity", gpus), cpus=overrides.pop("cpus", 32),
+            name=name,
+            uid=uid,
+            labels=labels,
+            ready=overrides.pop("ready", True),
+            gpu_capacity=overrides.pop("gpu_capacity", gpus),
+            cpus=overrides.pop("cpus", 32),
             memory_gib=overrides.pop("memory_gib", 256.0),
         )
         self.nodes[name] = node

@@ -19,8 +19,13 @@ from tests.test_auth import CLI_PYTHON
 
 
 def body(api: Api, **overrides: Any) -> bytes:
-    data = {"name": "gpu-0", "validator": api.validator.hotkey, "hourly_cost": 2.5,
-            "gpu_short_ref": "h200", "agent_api": "http://ignored"}
+    data = {
+        "name": "gpu-0",
+        "validator": api.validator.hotkey,
+        "hourly_cost": 2.5,
+        "gpu_short_ref": "h200",
+        "agent_api": "http://ignored",
+    }
     data.update(overrides)
     return json.dumps(data).encode()
 
@@ -82,12 +87,15 @@ def test_happy_path(api: Api, db: psycopg2.extensions.connection) -> None:
         ("exists", 409),
     ],
 )
-def test_refused_before_stream(api: Api, db: psycopg2.extensions.connection, setup: str,
-                               status: int) -> None:
+def test_refused_before_stream(
+    api: Api, db: psycopg2.extensions.connection, setup: str, status: int
+) -> None:
     name = "n" * 57 if setup == "long-name" else "gpu-0"
     if setup != "missing-node":
         api.kube.add_node(
-            name, "uid-0", ready=setup != "not-ready",
+            name,
+            "uid-0",
+            ready=setup != "not-ready",
             gpu_capacity=1 if setup == "capacity-mismatch" else 2,
         )
     overrides: dict[str, Any] = {"name": name}
@@ -101,8 +109,10 @@ def test_refused_before_stream(api: Api, db: psycopg2.extensions.connection, set
         api.kube.busy = "node already runs chute pods"
     if setup == "exists":
         with db.cursor() as cur:
-            cur.execute("INSERT INTO servers (server_id, validator, name, gpu_count, hourly_cost)"
-                        " VALUES ('uid-0', 'v', 'other', 1, 1)")
+            cur.execute(
+                "INSERT INTO servers (server_id, validator, name, gpu_count, hourly_cost)"
+                " VALUES ('uid-0', 'v', 'other', 1, 1)"
+            )
     code, payload, _ = post(api, body(api, **overrides))
     assert code == status, payload
     assert isinstance(payload[0]["detail"], str)
@@ -175,12 +185,24 @@ def test_real_cli_commands(api: Api, db: psycopg2.extensions.connection, tmp_pat
     env = {**os.environ, "HOTKEY": str(hotkey), "MINER_API": api.url}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cli + list(args), env=env, capture_output=True, text=True,
-                              timeout=120, input="y\n")
+        return subprocess.run(
+            cli + list(args), env=env, capture_output=True, text=True, timeout=120, input="y\n"
+        )
 
     api.kube.add_node("gpu-0", "uid-0")
-    ok = run("add-node", "--name", "gpu-0", "--validator", api.validator.hotkey,
-             "--hourly-cost", "2.5", "--gpu-short-ref", "h200", "--agent-api", "http://x")
+    ok = run(
+        "add-node",
+        "--name",
+        "gpu-0",
+        "--validator",
+        api.validator.hotkey,
+        "--hourly-cost",
+        "2.5",
+        "--gpu-short-ref",
+        "h200",
+        "--agent-api",
+        "http://x",
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "completed server bootstrapping" in ok.stdout
     inv = run("local-inventory", "--raw-json", "--name", "gpu-0")
@@ -193,7 +215,18 @@ def test_real_cli_commands(api: Api, db: psycopg2.extensions.connection, tmp_pat
     assert run("delete-node", "--name", "gpu-0").returncode == 0
     api.kube.add_node("gpu-1", "uid-1")
     api.validator.state.statuses = ["failed"]
-    bad = run("add-node", "--name", "gpu-1", "--validator", api.validator.hotkey,
-              "--hourly-cost", "2.5", "--gpu-short-ref", "h200", "--agent-api", "http://x")
+    bad = run(
+        "add-node",
+        "--name",
+        "gpu-1",
+        "--validator",
+        api.validator.hotkey,
+        "--hourly-cost",
+        "2.5",
+        "--gpu-short-ref",
+        "h200",
+        "--agent-api",
+        "http://x",
+    )
     assert bad.returncode != 0 and "bootstrap failed" in bad.stdout
     time.sleep(0.1)

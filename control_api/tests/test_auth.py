@@ -8,28 +8,32 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from bittensor_wallet import Keypair
-
 from control_api.main import create_app
 from control_api.services.auth import AuthError, check_headers
 from control_api.services.signing import d1_headers
-from tests.conftest import Api, LiveServer, SettingsFactory
 
-import httpx
+from tests.conftest import Api, LiveServer, SettingsFactory
 
 CLI_PYTHON = Path(os.environ.get("CHUTES_MINER_CLI_VENV", "/tmp/cli-venv")) / "bin" / "python"
 
 
 def _check(key: Keypair, headers: dict[str, str], now: int) -> None:
     check_headers(
-        headers, x="management", miner_ss58=key.ss58_address,
-        allowed_signers=frozenset({key.ss58_address}), now=now,
+        headers,
+        x="management",
+        miner_ss58=key.ss58_address,
+        allowed_signers=frozenset({key.ss58_address}),
+        now=now,
     )
 
 
-@pytest.mark.parametrize(("age", "ok"), [(0, True), (29, True), (30, False), (-29, True),
-                                         (-30, False), (3600, False), (-3600, False)])
+@pytest.mark.parametrize(
+    ("age", "ok"),
+    [(0, True), (29, True), (30, False), (-29, True), (-30, False), (3600, False), (-3600, False)],
+)
 def test_nonce_window(miner_key: Keypair, age: int, ok: bool) -> None:
     now = int(time.time())
     headers = d1_headers(miner_key, "management", nonce=now - age)
@@ -45,8 +49,12 @@ def test_bytes_wrapped_signature_accepted(miner_key: Keypair) -> None:
     me = miner_key.ss58_address
     msg = f"{me}:{me}:{now}:management".encode()
     sig = miner_key.sign(b"<Bytes>" + msg + b"</Bytes>").hex()
-    headers = {"X-Chutes-Miner": me, "X-Chutes-Validator": me, "X-Chutes-Nonce": str(now),
-               "X-Chutes-Signature": sig}
+    headers = {
+        "X-Chutes-Miner": me,
+        "X-Chutes-Validator": me,
+        "X-Chutes-Nonce": str(now),
+        "X-Chutes-Signature": sig,
+    }
     _check(miner_key, headers, now)
 
 
@@ -97,14 +105,18 @@ def test_bad_auth_wins_over_bad_body(api: Api) -> None:
     resp = api.http.post("/servers/", content=b"{not json", headers={"X-Chutes-Nonce": "1"})
     assert resp.status_code == 401
     body = b"{not json"
-    assert api.http.post("/servers/", content=body, headers=api.headers(body=body)).status_code == 422
-    body = json.dumps({"name": "n", "validator": "v", "hourly_cost": -1,
-                       "gpu_short_ref": "h200"}).encode()
-    assert api.http.post("/servers/", content=body, headers=api.headers(body=body)).status_code == 422
+    assert (
+        api.http.post("/servers/", content=body, headers=api.headers(body=body)).status_code == 422
+    )
+    body = json.dumps(
+        {"name": "n", "validator": "v", "hourly_cost": -1, "gpu_short_ref": "h200"}
+    ).encode()
+    assert (
+        api.http.post("/servers/", content=body, headers=api.headers(body=body)).status_code == 422
+    )
 
 
-def test_redis_down_is_503(make_settings: SettingsFactory, miner_key: Keypair,
-                           db: object) -> None:
+def test_redis_down_is_503(make_settings: SettingsFactory, miner_key: Keypair, db: object) -> None:
     settings = make_settings(redis_url="redis://127.0.0.1:1/0")
     from tests.standins import StandinKube
 
@@ -124,15 +136,18 @@ def test_substrate_interface_signatures_verify(api: Api, tmp_path: Path) -> None
         f"k=Keypair.create_from_seed('{seed}');"
         "print(k.ss58_address)"
     )
-    ss58 = subprocess.run([CLI_PYTHON, "-c", script], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    ss58 = subprocess.run(
+        [CLI_PYTHON, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
     hotkey.write_text(json.dumps({"ss58Address": ss58, "secretSeed": seed}))
     sign = (
         "import json,sys;from chutes_miner_cli.util import sign_request;"
         f"h,_=sign_request('{hotkey}',purpose='management');print(json.dumps(h))"
     )
-    headers = json.loads(subprocess.run([CLI_PYTHON, "-c", sign], capture_output=True,
-                                         text=True, check=True).stdout)
+    headers = json.loads(
+        subprocess.run([CLI_PYTHON, "-c", sign], capture_output=True, text=True, check=True).stdout
+    )
     now = int(time.time())
-    check_headers(headers, x="management", miner_ss58=ss58, allowed_signers=frozenset({ss58}),
-                  now=now)
+    check_headers(
+        headers, x="management", miner_ss58=ss58, allowed_signers=frozenset({ss58}), now=now
+    )

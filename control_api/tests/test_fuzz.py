@@ -3,6 +3,8 @@ and random header values never produce a 5xx."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -18,12 +20,13 @@ def test_openapi_surface_no_5xx(api: Api) -> None:
     schema = schemathesis.openapi.from_url(api.url + "/openapi.json")
     failures: list[str] = []
     for result in schema.get_all_operations():
-        operation = result.ok()
+        operation: Any = result.ok()  # type: ignore[union-attr]
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        def check(case: schemathesis.Case) -> None:
+        @settings(
+            max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def check(case: Any) -> None:
             # half the cases carry a valid signature so handlers past auth get exercised too
             purpose = "kubeconfig" if "kubeconfig" in case.path else "management"
             if case.method == "POST" or hash(repr(case.path_parameters)) % 2 == 0:
@@ -39,7 +42,7 @@ def test_openapi_surface_no_5xx(api: Api) -> None:
 
 
 @given(values=st.lists(_text, min_size=4, max_size=4))
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_random_auth_headers_401(api: Api, values: list[str]) -> None:
     headers = dict(zip(HEADERS, values, strict=True))
     resp = httpx.get(api.url + "/servers/", headers=headers)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import psycopg2
 import pytest
-
 from control_api.db.migrate import migrate, rollback
 
 UPSTREAM_SCHEMA = """
@@ -69,15 +68,19 @@ def test_upstream_schema_migrates_in_place(fresh_db: Callable[[], str]) -> None:
         assert cur.fetchone() == (False, 1, "Bootstrapping")
         cur.execute("SELECT supported_gpus FROM chutes")
         assert cur.fetchone() == (["h100", "h200"],)
-        cur.execute("SELECT data_type FROM information_schema.columns"
-                    " WHERE table_name = 'deployment_audit' AND column_name = 'created_at'")
+        cur.execute(
+            "SELECT data_type FROM information_schema.columns"
+            " WHERE table_name = 'deployment_audit' AND column_name = 'created_at'"
+        )
         assert cur.fetchone() == ("timestamp with time zone",)
         cur.execute("SET TimeZone = 'UTC'")
         cur.execute("SELECT created_at::text FROM deployment_audit")
         assert cur.fetchone() == ("2025-01-01 00:00:00+00",)
         # old trigger replaced: one audit row per insert
-        cur.execute("INSERT INTO deployments (deployment_id, validator, chute_id, server_id,"
-                    " version) VALUES ('d2', 'v', 'c1', 's1', '1')")
+        cur.execute(
+            "INSERT INTO deployments (deployment_id, validator, chute_id, server_id,"
+            " version) VALUES ('d2', 'v', 'c1', 's1', '1')"
+        )
         cur.execute("SELECT count(*) FROM deployment_audit WHERE deployment_id = 'd2'")
         assert cur.fetchone() == (1,)
         with pytest.raises(psycopg2.errors.ForeignKeyViolation):
@@ -90,16 +93,24 @@ def test_fresh_defaults_triggers_and_down(fresh_db: Callable[[], str]) -> None:
     migrate(dsn)
     conn = _conn(dsn)
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO chutes (chute_id, validator, image, code, filename, ref_str,"
-                    " version, gpu_count) VALUES ('c', 'v', 'i', 'x', 'f', 'r', '1', 1)")
-        cur.execute("INSERT INTO servers (server_id, validator, name, gpu_count, hourly_cost)"
-                    " VALUES ('s', 'v', 'n', 1, 1)")
-        cur.execute("INSERT INTO deployments (deployment_id, validator, chute_id, server_id,"
-                    " version) VALUES ('d', 'v', 'c', 's', '1')")
+        cur.execute(
+            "INSERT INTO chutes (chute_id, validator, image, code, filename, ref_str,"
+            " version, gpu_count) VALUES ('c', 'v', 'i', 'x', 'f', 'r', '1', 1)"
+        )
+        cur.execute(
+            "INSERT INTO servers (server_id, validator, name, gpu_count, hourly_cost)"
+            " VALUES ('s', 'v', 'n', 1, 1)"
+        )
+        cur.execute(
+            "INSERT INTO deployments (deployment_id, validator, chute_id, server_id,"
+            " version) VALUES ('d', 'v', 'c', 's', '1')"
+        )
         cur.execute("UPDATE deployments SET verified_at = now(), instance_id = 'i1'")
         cur.execute("DELETE FROM deployments")
-        cur.execute("SELECT instance_id, verified_at IS NOT NULL, deleted_at IS NOT NULL"
-                    " FROM deployment_audit")
+        cur.execute(
+            "SELECT instance_id, verified_at IS NOT NULL, deleted_at IS NOT NULL"
+            " FROM deployment_audit"
+        )
         assert cur.fetchone() == ("i1", True, True)
         cur.execute("SELECT locked, status, created_at IS NOT NULL FROM servers")
         assert cur.fetchone() == (False, "Bootstrapping", True)
@@ -122,13 +133,20 @@ def test_concurrent_starters_apply_once(fresh_db: Callable[[], str]) -> None:
 def test_gpu_claim_single_winner(database_dsn: str, db: psycopg2.extensions.connection) -> None:
     """§8.4: one conditional UPDATE; N parallel claims for the same GPUs, one winner."""
     with db.cursor() as cur:
-        cur.execute("INSERT INTO chutes (chute_id, validator, image, code, filename, ref_str,"
-                    " version, gpu_count) VALUES ('c', 'v', 'i', 'x', 'f', 'r', '1', 2)")
-        cur.execute("INSERT INTO servers (server_id, validator, name, gpu_count, hourly_cost)"
-                    " VALUES ('s', 'v', 'n', 2, 1)")
+        cur.execute(
+            "INSERT INTO chutes (chute_id, validator, image, code, filename, ref_str,"
+            " version, gpu_count) VALUES ('c', 'v', 'i', 'x', 'f', 'r', '1', 2)"
+        )
+        cur.execute(
+            "INSERT INTO servers (server_id, validator, name, gpu_count, hourly_cost)"
+            " VALUES ('s', 'v', 'n', 2, 1)"
+        )
         for g in ("g1", "g2"):
-            cur.execute("INSERT INTO gpus (gpu_id, server_id, device_info, model_short_ref,"
-                        " verified) VALUES (%s, 's', '{}', 'h200', true)", (g,))
+            cur.execute(
+                "INSERT INTO gpus (gpu_id, server_id, device_info, model_short_ref,"
+                " verified) VALUES (%s, 's', '{}', 'h200', true)",
+                (g,),
+            )
     wins: list[str] = []
     barrier = threading.Barrier(6)
 
@@ -136,13 +154,17 @@ def test_gpu_claim_single_winner(database_dsn: str, db: psycopg2.extensions.conn
         conn = psycopg2.connect(database_dsn)
         try:
             with conn, conn.cursor() as cur:
-                cur.execute("INSERT INTO deployments (deployment_id, validator, chute_id,"
-                            " server_id, version, stub) VALUES (%s, 'v', 'c', 's', '1', true)",
-                            (dep,))
+                cur.execute(
+                    "INSERT INTO deployments (deployment_id, validator, chute_id,"
+                    " server_id, version, stub) VALUES (%s, 'v', 'c', 's', '1', true)",
+                    (dep,),
+                )
                 barrier.wait(10)
-                cur.execute("UPDATE gpus SET deployment_id = %s WHERE server_id = 's' AND"
-                            " verified AND deployment_id IS NULL AND gpu_id = ANY(%s)",
-                            (dep, ["g1", "g2"]))
+                cur.execute(
+                    "UPDATE gpus SET deployment_id = %s WHERE server_id = 's' AND"
+                    " verified AND deployment_id IS NULL AND gpu_id = ANY(%s)",
+                    (dep, ["g1", "g2"]),
+                )
                 if cur.rowcount != 2:
                     raise RuntimeError("lost")
             wins.append(dep)

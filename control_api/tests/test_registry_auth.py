@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from bittensor_wallet import Keypair
-
 from control_api.registry_auth import SignatureCache, serve
 from control_api.services.signing import d2_message, verify
+
 from tests.conftest import TOKEN
 from tests.standins import free_port
 

@@ -15,11 +15,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from bittensor_wallet import Keypair
-
 from control_api.clients.events import AsyncEventPublisher
 from control_api.config import ValidatorConfig
 from control_api.relay.client import Relay
 from control_api.services.signing import d2_message, verify
+
 from tests.standins import StandinValidator, free_port
 
 
@@ -31,10 +31,25 @@ def own_redis(tmp_path: Any) -> Iterator[tuple[int, list[subprocess.Popen[bytes]
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--dir", str(tmp_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "yes",
+                    "--dir",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         for _ in range(100):
             try:
                 if redis.Redis(port=port).ping():
@@ -51,31 +66,45 @@ def own_redis(tmp_path: Any) -> Iterator[tuple[int, list[subprocess.Popen[bytes]
 
 def _events(port: int) -> list[dict[str, Any]]:
     client = redis.Redis(port=port)
-    return [json.loads(e[1][b"event"]) for e in client.xrange("miner_events_stream")]
+    entries: Any = client.xrange("miner_events_stream")
+    return [json.loads(e[1][b"event"]) for e in entries]
 
 
 def test_relay_end_to_end(
-    validator: StandinValidator, miner_key: Keypair, validator_key: Keypair,
+    validator: StandinValidator,
+    miner_key: Keypair,
+    validator_key: Keypair,
     own_redis: tuple[int, list[subprocess.Popen[bytes]]],
+    tmp_path: Any,
 ) -> None:
     port, procs = own_redis
     validator.state.__init__()  # type: ignore[misc]
-    cfg = ValidatorConfig(hotkey=validator_key.ss58_address, registry="r", api=validator.url,
-                          socket=validator.url)
+    cfg = ValidatorConfig(
+        hotkey=validator_key.ss58_address, registry="r", api=validator.url, socket=validator.url
+    )
 
     async def scenario() -> None:
         client = aioredis.Redis(port=port, socket_timeout=2)
         publisher = AsyncEventPublisher(client)
-        relay = Relay(cfg, miner_key, publisher.publish, min_backoff_s=0.1, max_backoff_s=0.5,
-                      auth_failed_wait_s=0.3)
+        relay = Relay(
+            cfg,
+            miner_key,
+            publisher.publish,
+            min_backoff_s=0.1,
+            max_backoff_s=0.5,
+            auth_failed_wait_s=0.3,
+        )
         task = asyncio.create_task(relay.run())
         await asyncio.wait_for(relay.authenticated.wait(), 10)
         auth = validator.state.socket_auths[0]
-        assert verify(auth["X-Chutes-Hotkey"],
-                      d2_message(auth["X-Chutes-Hotkey"], auth["X-Chutes-Nonce"], "sockets"),
-                      bytes.fromhex(auth["X-Chutes-Signature"]))
-        await asyncio.to_thread(validator.broadcast, "gpu_verified",
-                                {"gpu_id": "g1", "validator": "spoofed"})
+        assert verify(
+            auth["X-Chutes-Hotkey"],
+            d2_message(auth["X-Chutes-Hotkey"], auth["X-Chutes-Nonce"], "sockets"),
+            bytes.fromhex(auth["X-Chutes-Signature"]),
+        )
+        await asyncio.to_thread(
+            validator.broadcast, "gpu_verified", {"gpu_id": "g1", "validator": "spoofed"}
+        )
         await asyncio.to_thread(validator.broadcast, "instance_hot", {"x": 1})
         await asyncio.sleep(0.3)
         # validator drops us: reconnect, re-auth, socket_reconnected again
@@ -91,10 +120,26 @@ def test_relay_end_to_end(
         await asyncio.to_thread(validator.broadcast, "job_created", {"job_id": "j1"})
         await asyncio.sleep(0.5)
         await asyncio.to_thread(
-            lambda: procs.append(subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "yes", "--dir", procs[0].args[-1]],  # type: ignore[index]
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            lambda: procs.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--dir",
+                        str(tmp_path),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        )
         for _ in range(100):
             await asyncio.sleep(0.1)
             try:

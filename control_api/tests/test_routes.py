@@ -5,18 +5,23 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 import psycopg2.extensions
 import redis
+from control_api.schemas.api import PreflightOut, PurgeOneOut, PurgeOut, ServerOut
 from pydantic import TypeAdapter
 
-from control_api.schemas.api import PreflightOut, PurgeOneOut, PurgeOut, ServerOut
 from tests.conftest import REDIS_URL, Api
 
 
 def seed_inventory(
-    db: psycopg2.extensions.connection, validator: str, servers: int = 2, gpus: int = 8,
-    deployments: int = 4, jobs: int = 1,
+    db: psycopg2.extensions.connection,
+    validator: str,
+    servers: int = 2,
+    gpus: int = 8,
+    deployments: int = 4,
+    jobs: int = 1,
 ) -> None:
     with db.cursor() as cur:
         cur.execute(
@@ -48,10 +53,19 @@ def seed_inventory(
                     "INSERT INTO gpus (gpu_id, validator, server_id, deployment_id, device_info,"
                     " model_short_ref, verified) VALUES (%s, %s, %s, %s, %s, 'h200', true)",
                     (
-                        uuid.uuid4().hex, validator, sid,
+                        uuid.uuid4().hex,
+                        validator,
+                        sid,
                         dep_ids[g // 2] if g // 2 < len(dep_ids) else None,
-                        json.dumps({"name": "H200", "memory": 1, "processors": 1,
-                                    "clock_rate": 1000.0, "uuid": "0" * 32}),
+                        json.dumps(
+                            {
+                                "name": "H200",
+                                "memory": 1,
+                                "processors": 1,
+                                "clock_rate": 1000.0,
+                                "uuid": "0" * 32,
+                            }
+                        ),
                     ),
                 )
 
@@ -97,9 +111,11 @@ def test_delete_server_publishes(api: Api, db: psycopg2.extensions.connection) -
     r = redis.Redis.from_url(REDIS_URL)
     resp = api.delete("/servers/node-0")
     assert resp.status_code == 200 and resp.json()["status"] == "started"
-    events = r.xrange(api.prefix + "miner_events_stream")
+    events: Any = r.xrange(api.prefix + "miner_events_stream")
     assert json.loads(events[-1][1][b"event"]) == {
-        "event_type": "server_deleted", "event_data": {"server_id": "uid-0"}}
+        "event_type": "server_deleted",
+        "event_data": {"server_id": "uid-0"},
+    }
     assert api.delete("/servers/node-0x").status_code == 404
     with db.cursor() as cur:  # the API never deletes: gepetto undeploys first
         cur.execute("SELECT count(*) FROM servers")

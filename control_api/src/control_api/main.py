@@ -57,6 +57,16 @@ class MetricsMiddleware:
             LATENCY.labels(path).observe(time.perf_counter() - start)
 
 
+def _real_kube(namespace: str) -> KubeClient:
+    from control_api.clients.k8s import RealKubeClient, UnavailableKube
+
+    try:
+        return RealKubeClient(namespace)
+    except Exception as exc:  # noqa: BLE001 - no package or no cluster: serve the rest
+        log.warning("api.kubernetes_unavailable", extra={"error": type(exc).__name__})
+        return UnavailableKube()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -73,12 +83,7 @@ def create_app(
         async_redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
         own_validator = validator is None
         vclient: ValidatorClient = validator or HttpValidatorClient(keypair)
-        if kube is None:
-            from control_api.clients.k8s import RealKubeClient
-
-            kclient: KubeClient = RealKubeClient(settings.chutes_namespace)
-        else:
-            kclient = kube
+        kclient: KubeClient = kube or _real_kube(settings.chutes_namespace)
         app.state.res = Resources(
             settings=settings,
             db=db,

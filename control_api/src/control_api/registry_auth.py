@@ -14,6 +14,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 from prometheus_client import Counter, generate_latest
 
@@ -69,8 +70,7 @@ class _Protocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         self._buf += data

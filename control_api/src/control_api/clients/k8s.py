@@ -77,6 +77,43 @@ class KubeClient(Protocol):
     def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None: ...
 
 
+class KubeUnavailable(Exception):
+    pass
+
+
+class UnavailableKube:
+    """Used when no cluster is reachable: add-node answers 503, everything else works."""
+
+    def _fail(self) -> None:
+        raise KubeUnavailable("kubernetes is not available to this process")
+
+    def get_node(self, name: str) -> NodeInfo | None:
+        self._fail()
+        return None
+
+    def node_busy(self, name: str) -> str | None:
+        self._fail()
+        return None
+
+    def label_node(self, name: str, labels: dict[str, str]) -> None:
+        self._fail()
+
+    def create_graval(self, spec: GravalSpec) -> int:
+        self._fail()
+        return 0
+
+    def graval_state(self, spec: GravalSpec) -> tuple[GravalState, str]:
+        self._fail()
+        return "failed", ""
+
+    def graval_url(self, spec: GravalSpec) -> str:
+        self._fail()
+        return ""
+
+    def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
+        self._fail()
+
+
 def _quantity_gib(value: str) -> float:
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9}
     for suffix, mult in units.items():

@@ -66,7 +66,10 @@ def _one_text(conn: connection, sql: str, params: tuple[Any, ...]) -> str | None
 
 
 def list_servers_json(conn: connection) -> str:
-    sql = f"SELECT coalesce(json_agg({_SERVER_JSON} ORDER BY s.name), '[]'::json)::text FROM servers s"
+    sql = (
+        f"SELECT coalesce(json_agg({_SERVER_JSON} ORDER BY s.name), '[]'::json)::text"
+        " FROM servers s"
+    )
     return _one_text(conn, sql, ()) or "[]"
 
 

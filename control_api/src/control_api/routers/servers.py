@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -26,8 +27,8 @@ from control_api.services.bootstrap import AddNodeRefused, AddNodeRequest, Attem
 
 router = APIRouter(prefix="/servers", tags=["servers"])
 _JSON = "application/json"
-_401 = {401: {"model": Detail}}
-_404 = {401: {"model": Detail}, 404: {"model": Detail}}
+_401: dict[int | str, dict[str, Any]] = {401: {"model": Detail}}
+_404: dict[int | str, dict[str, Any]] = {401: {"model": Detail}, 404: {"model": Detail}}
 
 
 def _json(text: str) -> Response:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from control_api.clients.graval import GravalClient, GravalError
-from control_api.clients.k8s import GravalSpec, KubeClient, NodeInfo
+from control_api.clients.k8s import GravalSpec, KubeClient, KubeUnavailable, NodeInfo
 from control_api.clients.validator import ValidatorClient, ValidatorError
 from control_api.config import Settings, ValidatorConfig
 from control_api.db import queries
@@ -121,7 +121,10 @@ class AddNodeService:
         vcfg = self._s.validators.get(req.validator)
         if vcfg is None:
             raise AddNodeRefused(400, f"Validator {req.validator} is not configured")
-        node = self._kube.get_node(req.name)
+        try:
+            node = self._kube.get_node(req.name)
+        except KubeUnavailable as exc:
+            raise AddNodeRefused(503, str(exc)) from exc
         if node is None:
             raise AddNodeRefused(404, f"Node {req.name} not found in the cluster")
         taken = AddNodeRefused(409, f"Server with name={req.name} is already provisioned!")

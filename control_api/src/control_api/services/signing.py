@@ -24,7 +24,7 @@ def keypair_from_seed(seed_hex: str) -> Keypair:
     if not _HEX64.match(seed_hex):
         raise ValueError("seed must be 32 bytes of hex")
     seed = seed_hex if seed_hex.startswith("0x") else "0x" + seed_hex
-    return Keypair.create_from_seed(seed)
+    return Keypair.create_from_seed(seed)  # type: ignore[arg-type]  # accepts hex str
 
 
 def body_hash(body: bytes) -> str:
