@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Build the lab mirror host image (localhost/chutes-miner-lab-mirror:bookworm)
+# FROM the lab node image: apt-cacher-ng :3142, a static PyPI index :8081,
+# Debian's docker-registry :5000 (seeded), dnsmasq :53 (query log), chrony (NTP).
+# Cached like build-image.sh: key = hash of this script + tests/lab/mirror/ +
+# the node image key; the image carries it as a label and an oci-archive of it
+# is kept under /var/cache/chutes-miner-lab.
+# Archive and PyPI hosts come from this machine's apt and pip configuration.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/lab/env.sh
+source "$here/env.sh"
+
+image="${CHUTES_LAB_MIRROR_IMAGE:-localhost/chutes-miner-lab-mirror:bookworm}"
+cache_dir=/var/cache/chutes-miner-lab
+base_key="$(podman image inspect --format '{{index .Labels "chutes-miner-lab.key"}}' "$CHUTES_LAB_IMAGE")"
+key="$( (cat "$0"; find "$here/mirror" -type f -print0 | sort -z | xargs -0 cat; echo "$base_key") |
+  sha256sum | cut -c1-12)"
+label=chutes-miner-lab.mirror-key
+
+print_digests() {
+  podman run --rm --entrypoint /bin/cat "$image" /srv/lab/images.json
+}
+
+if podman image exists "$image" &&
+  [[ "$(podman image inspect --format "{{index .Labels \"$label\"}}" "$image" 2>/dev/null)" == "$key" ]]; then
+  echo "build-mirror-image: $image is current ($key)"
+  print_digests
+  exit 0
+fi
+archive="$cache_dir/mirror-$key.oci.tar"
+if [[ -f "$archive" ]]; then
+  echo "build-mirror-image: loading $archive"
+  podman load -q -i "$archive" >/dev/null
+  podman tag "$(podman images -q --filter "label=$label=$key" | head -1)" "$image"
+  print_digests
+  exit 0
+fi
+
+work="$(mktemp -d /var/tmp/chutes-miner-mirror.XXXXXX)"
+seed=chutes-lab-mirror-seed
+cleanup() {
+  podman rm -f -t 2 "$seed" >/dev/null 2>&1 || true
+  podman rmi -f "$image-stage" "localhost/chutes-lab-seed/busybox" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. Build context: the checked-in files plus what this machine knows.
+cp -a "$here/mirror/." "$work/"
+sources=/etc/apt/sources.list.d/debian.sources
+debian="${DEBIAN_MIRROR:-$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$sources" 2>/dev/null || true)}"
+security="$(awk '/^URIs:/ && /security/ {print $2; exit}' "$sources" 2>/dev/null || true)"
+[[ -n "$debian" ]] || { echo "build-mirror-image: no Debian archive in $sources; set DEBIAN_MIRROR" >&2; exit 1; }
+[[ -n "$security" ]] || security="${debian%/debian}/debian-security"
+echo "${debian%/}/" >"$work/rootfs/etc/apt-cacher-ng/backends_debian"
+echo "${security%/}/" >"$work/rootfs/etc/apt-cacher-ng/backends_debian_security"
+
+echo "build-mirror-image: pip download (this machine's pip configuration)"
+mkdir -p "$work/pypi/packages"
+grep -v '^\s*#' "$here/mirror/pypi-packages.txt" | grep -v '^\s*$' >"$work/requirements.txt"
+python3 -m pip download -q --only-binary=:all: --python-version 3.11 \
+  -d "$work/pypi/packages" -r "$work/requirements.txt"
+# A PEP 503 simple index over the downloaded files, with sha256 fragments.
+python3 - "$work/pypi" <<'PY'
+import hashlib, html, pathlib, re, sys
+root = pathlib.Path(sys.argv[1])
+projects: dict[str, list[pathlib.Path]] = {}
+for f in sorted((root / "packages").iterdir()):
+    name = re.sub(r"[-_.]+", "-", f.name.split("-")[0]).lower()
+    projects.setdefault(name, []).append(f)
+simple = root / "simple"
+simple.mkdir()
+head = '<!DOCTYPE html><html><head><meta name="pypi:repository-version" content="1.0"></head><body>\n'
+links = "".join(f'<a href="{n}/">{n}</a>\n' for n in sorted(projects))
+(simple / "index.html").write_text(head + links + "</body></html>\n")
+for name, files in projects.items():
+    (simple / name).mkdir()
+    rows = []
+    for f in files:
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()
+        rows.append(f'<a href="../../packages/{html.escape(f.name)}#sha256={digest}">{html.escape(f.name)}</a>\n')
+    (simple / name / "index.html").write_text(head + "".join(rows) + "</body></html>\n")
+PY
+
+# 2. The packages and configuration.
+echo "build-mirror-image: podman build"
+podman build -q --network podman --build-arg "BASE_IMAGE=$CHUTES_LAB_IMAGE" \
+  -t "$image-stage" "$work" >/dev/null
+
+# 3. Seed the registry: boot the image once, push, commit.
+podman run -d --name "$seed" --privileged --systemd=always --label chutes-miner-lab=mirror-build \
+  "$image-stage" >/dev/null
+ip="$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$seed")"
+for _ in $(seq 60); do
+  curl -fsS "http://$ip:5000/v2/" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -fsS "http://$ip:5000/v2/" >/dev/null || { echo "build-mirror-image: registry did not start" >&2; exit 1; }
+
+# Small images from Debian's busybox-static, no registry needed.
+mkdir -p "$work/bb/bin"
+podman cp "$seed:/bin/busybox" "$work/bb/bin/busybox"
+for applet in sh ls cat echo sleep true wget; do ln -sf busybox "$work/bb/bin/$applet"; done
+declare -A seeds=(
+  [library/busybox:latest]='["/bin/sh"]'
+  [pause:3.7]='["/bin/sleep","2147483647"]'
+  [parachutes/miner:lab]='["/bin/sh","-c","echo chutes miner lab stand-in; sleep 2147483647"]'
+)
+echo "{" >"$work/images.json"
+first=1
+for ref in library/busybox:latest pause:3.7 parachutes/miner:lab; do
+  local_ref="localhost/chutes-lab-seed/busybox:${ref//[:\/]/-}"
+  tar -C "$work/bb" -c bin | podman import -q --change "CMD ${seeds[$ref]}" \
+    --change "LABEL chutes-miner-lab.seed=$ref" - "$local_ref" >/dev/null
+  podman push -q --tls-verify=false --digestfile "$work/digest" "$local_ref" "docker://$ip:5000/$ref"
+  podman rmi -f "$local_ref" >/dev/null
+  ((first)) || echo "," >>"$work/images.json"
+  first=0
+  printf '  "%s": "%s"' "$ref" "$(cat "$work/digest")" >>"$work/images.json"
+done
+printf '\n}\n' >>"$work/images.json"
+podman exec "$seed" mkdir -p /srv/lab
+podman cp "$work/images.json" "$seed:/srv/lab/images.json"
+# Leave no per-boot state in the image: host keys, machine id, caches, logs.
+podman exec "$seed" sh -c 'systemctl stop docker-registry apt-cacher-ng dnsmasq chrony;
+  rm -f /etc/ssh/ssh_host_* /var/log/dnsmasq/* /var/lib/chrony/*; : >/etc/machine-id;
+  rm -rf /var/cache/apt-cacher-ng/* /var/log/apt-cacher-ng/*; journalctl --rotate --vacuum-time=1s >/dev/null 2>&1 || true'
+podman stop -t 2 "$seed" >/dev/null
+podman commit -q --change "LABEL $label=$key" "$seed" "$image" >/dev/null
+
+mkdir -p "$cache_dir"
+rm -f "$cache_dir"/mirror-*.oci.tar
+podman save -q --format oci-archive -o "$archive" "$image"
+echo "build-mirror-image: built $image ($key); seeded images:"
+cat "$work/images.json"

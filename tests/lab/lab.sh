@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The local lab: a mirror host plus cpu-0, gpu-0, gpu-1 on the podman network
+# chutes-lab, driven by the real playbooks with inventories/lab.
+#   lab.sh up         host setup, images, nodes, playbooks/site.yml (+ summary)
+#   lab.sh nodes      only the containers (idempotent); used by pytest's lab_nodes
+#   lab.sh down       remove every container and network the lab created, and its temp files
+#   lab.sh status     what is running, and the mirror's services
+#   lab.sh dns-audit  names the nodes looked up; non-zero if one is blocked
+#   lab.sh is-up      exit 0 when any lab container exists (for fixtures)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/lab/env.sh
+source "$here/env.sh"
+
+network=chutes-lab
+subnet=10.89.77.0/24
+gateway=10.89.77.1
+label=chutes-miner-lab=lab
+mirror_name=lab-mirror
+mirror_ip=10.89.77.2
+mirror_image="${CHUTES_LAB_MIRROR_IMAGE:-localhost/chutes-miner-lab-mirror:bookworm}"
+declare -A node_ips=([cpu-0]=10.89.77.10 [gpu-0]=10.89.77.11 [gpu-1]=10.89.77.12)
+nodes=(cpu-0 gpu-0 gpu-1)
+state_dir="$CHUTES_LAB_DIR/lab"
+ssh_opts=(-i "$CHUTES_LAB_KEY" -o BatchMode=yes -o ConnectTimeout=3 -o LogLevel=ERROR
+  -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null)
+
+log() { printf 'lab: %s\n' "$*"; }
+
+# One lab operation at a time (pytest workers may race). podman calls that leave
+# processes behind (conmon) run with 9>&- so the lock dies with this script.
+lock() {
+  mkdir -p "$CHUTES_LAB_DIR"
+  exec 9>"$CHUTES_LAB_DIR/lab.lock"
+  flock 9
+}
+
+# shellcheck disable=SC2029 # the command is meant to run on the node
+on_node() { ssh "${ssh_opts[@]}" "root@${node_ips[$1]}" "${@:2}"; }
+
+running() { [[ "$(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" == true ]]; }
+
+start_container() { # name ip image [extra podman args...]
+  local name="$1" ip="$2" image="$3"
+  shift 3
+  if running "$name"; then
+    return 0
+  fi
+  if podman container exists "$name"; then
+    podman start "$name" >/dev/null 9>&-
+    return 0
+  fi
+  podman run -d --name "$name" --hostname "$name" --network "$network" --ip "$ip" \
+    --privileged --systemd=always --label "$label" --stop-timeout 2 \
+    -v "$CHUTES_LAB_KEY.pub:/root/.ssh/authorized_keys:ro" "$@" "$image" >/dev/null 9>&-
+  log "started $name ($ip)"
+}
+
+wait_for() { # description tries command...
+  local what="$1" tries="$2"
+  shift 2
+  for ((i = 0; i < tries; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "lab: timed out waiting for $what" >&2
+  return 1
+}
+
+mirror_ready() {
+  curl -fsS -o /dev/null "http://$mirror_ip:5000/v2/" &&
+    curl -fsS -o /dev/null "http://$mirror_ip:8081/simple/" &&
+    curl -sS -o /dev/null "http://$mirror_ip:3142/" &&
+    podman exec "$mirror_name" sh -c 'for u in apt-cacher-ng docker-registry dnsmasq chrony lab-pypi; do systemctl is-active -q $u || exit 1; done'
+}
+
+cmd_nodes() {
+  lock
+  "$here/setup-host.sh"
+  "$here/build-image.sh"
+  "$here/build-mirror-image.sh" >/dev/null
+  mkdir -p "$state_dir"
+  if ! podman network exists "$network"; then
+    podman network create --subnet "$subnet" --gateway "$gateway" --label "$label" "$network" >/dev/null
+    log "created network $network ($subnet)"
+  fi
+  start_container "$mirror_name" "$mirror_ip" "$mirror_image"
+  for n in "${nodes[@]}"; do
+    start_container "$n" "${node_ips[$n]}" "$CHUTES_LAB_IMAGE" --dns "$mirror_ip"
+  done
+  wait_for "the mirror services" 120 mirror_ready
+  local pids=()
+  for n in "${nodes[@]}"; do
+    wait_for "sshd on $n" 120 on_node "$n" true
+    # The image carries no apt lists (test-lab.md 3): fetch them once per node.
+    on_node "$n" 'ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq --error-on=any' &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  log "nodes up: $mirror_name=$mirror_ip $(for n in "${nodes[@]}"; do printf '%s=%s ' "$n" "${node_ips[$n]}"; done)"
+}
+
+cmd_up() {
+  local start end rc
+  start=$(date +%s)
+  cmd_nodes
+  exec 9>&- # release the lock: the playbook run is the operator's
+  mkdir -p "$state_dir"
+  log "ansible-playbook -i inventories/lab playbooks/site.yml (log: $state_dir/site.log)"
+  cd "$CHUTES_REPO"
+  set +e
+  ANSIBLE_LOG_PATH="$state_dir/site.log" ANSIBLE_DISPLAY_SKIPPED_HOSTS=false \
+    ansible-playbook -i inventories/lab playbooks/site.yml "$@"
+  rc=$?
+  set -e
+  end=$(date +%s)
+  log "site.yml rc=$rc in $((end - start)) s (nodes + playbooks)"
+  return "$rc"
+}
+
+cmd_down() {
+  lock
+  local ids
+  ids="$(podman ps -aq --filter "label=$label")"
+  if [[ -n "$ids" ]]; then
+    # shellcheck disable=SC2086 # one id per word
+    podman rm -f -t 2 $ids >/dev/null
+    log "removed containers: $(echo "$ids" | wc -l)"
+  fi
+  if podman network exists "$network"; then
+    podman network rm -f "$network" >/dev/null
+    log "removed network $network"
+  fi
+  rm -rf "$state_dir" "$CHUTES_LAB_DIR/pytest-lab.json"
+}
+
+cmd_status() {
+  podman ps -a --filter "label=$label" --format '{{.Names}}\t{{.Status}}\t{{.Networks}}'
+  if podman network exists "$network"; then log "network $network ($subnet)"; else log "network $network absent"; fi
+  if running "$mirror_name"; then
+    local s
+    for s in "apt-cacher-ng http://$mirror_ip:3142/debian/" "registry http://$mirror_ip:5000/v2/_catalog" \
+      "pypi http://$mirror_ip:8081/simple/"; do
+      printf '%-14s %s %s\n' "${s%% *}" "${s#* }" \
+        "$(curl -s -o /dev/null -w '%{http_code}' "${s#* }" || true)"
+    done
+    podman exec "$mirror_name" systemctl is-active dnsmasq chrony | paste -sd' ' | sed 's/^/dnsmasq chrony: /'
+  fi
+}
+
+cmd_dns_audit() {
+  running "$mirror_name" || { echo "lab: $mirror_name is not running" >&2; return 2; }
+  local names blocked=() name b
+  # dnsmasq logs "query[A] <name> from <client>"; keep lookups made by lab nodes.
+  names="$(podman exec "$mirror_name" cat /var/log/dnsmasq/queries.log 2>/dev/null |
+    awk '$5 ~ /^query\[/ && $8 ~ /^10\.89\.77\./ {print tolower($6)}' | sort | uniq -c | sort -k2)"
+  echo "lab: names looked up by the lab nodes (count name):"
+  echo "${names:-  (none)}"
+  while read -r _ name; do
+    [[ -n "${name:-}" ]] || continue
+    while read -r b; do
+      [[ -z "$b" || "$b" == \#* ]] && continue
+      if [[ "$name" == "$b" || "$name" == *".$b" ]]; then blocked+=("$name"); fi
+    done <"$here/blocked-hosts.txt"
+  done <<<"$names"
+  if ((${#blocked[@]})); then
+    echo "lab: BLOCKED hosts were looked up: ${blocked[*]}" >&2
+    return 1
+  fi
+  echo "lab: no blocked host was looked up"
+}
+
+case "${1:-}" in
+  up) shift; cmd_up "$@" ;;
+  nodes) cmd_nodes ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  dns-audit) cmd_dns_audit ;;
+  is-up) [[ -n "$(podman ps -aq --filter "label=$label")" ]] ;;
+  *) sed -n '2,9p' "$0" >&2; exit 2 ;;
+esac
