@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import subprocess
@@ -76,6 +77,13 @@ def test_backend_failure_exits(keys: Keys, tmp_path: Path) -> None:
     assert "EXPECTED_GPU_COUNT is 2" in (tmp_path / "termination-log").read_text()
 
 
+NO_PYCUDA = pytest.mark.skipif(
+    importlib.util.find_spec("pycuda") is not None,
+    reason="pycuda present: this host may have GPUs; never open them from CPU tests",
+)
+
+
+@NO_PYCUDA
 def test_real_backend_path_fails_closed_without_gpu(keys: Keys, tmp_path: Path) -> None:
     # No pycuda (CPU CI) or no driver: the default start path must refuse, never serve.
     serve = Recorder()
@@ -83,6 +91,7 @@ def test_real_backend_path_fails_closed_without_gpu(keys: Keys, tmp_path: Path) 
     assert serve.calls == []
 
 
+@NO_PYCUDA
 def test_cuda_preflight_without_gpu() -> None:
     with pytest.raises(BackendError):
         cuda_preflight(1)

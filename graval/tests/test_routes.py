@@ -184,3 +184,18 @@ def test_gpu_failure_is_opaque_500(client: TestClient, keys: Keys, miner: FakeMi
 def test_no_docs_routes(client: TestClient) -> None:
     for path in ("/docs", "/openapi.json", "/redoc"):
         assert client.get(path).status_code == 404
+
+
+def test_library_error_in_prove_is_opaque_500(
+    client: TestClient, keys: Keys, miner: FakeMiner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graval.structures import GraValError
+
+    def broken(seed: int, iterations: int = 1) -> dict[str, Any]:
+        raise GraValError("Failed to generate work product.")
+
+    monkeypatch.setattr(miner, "prove", broken)
+    response = post(client, keys, "/prove", {"seed": 3})
+    assert (response.status_code, response.json()) == (500, {"detail": "gpu error"})
+    # The lock was released: the next GPU call still runs.
+    assert client.get("/devices", headers=keys.d1(keys.miner, "graval")).status_code == 200

@@ -7,6 +7,8 @@ by `open_graval_backend()`, called once at start-up on a GPU node.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -86,11 +88,13 @@ class MinerBackend:
         return self._uuids
 
     def device_info(self, index: int) -> dict[str, Any]:
-        info = self._miner.get_device_info(index)
+        with _gpu_errors("get_device_info"):
+            info = self._miner.get_device_info(index)
         return {k: v for k, v in info.items() if k != "work_product"}
 
     def prove(self, seed: int, iterations: int) -> dict[str, Any]:
-        proof = self._miner.prove(seed, iterations=iterations)
+        with _gpu_errors("prove"):
+            proof = self._miner.prove(seed, iterations=iterations)
         if not isinstance(proof, dict):
             raise BackendError("prove returned no mapping")
         return proof
@@ -103,7 +107,19 @@ class MinerBackend:
             raise DecryptError(type(exc).__name__) from exc
 
     def info(self, challenge: str) -> str:
-        return self._miner.process_device_info_challenge(challenge)
+        with _gpu_errors("process_device_info_challenge"):
+            return self._miner.process_device_info_challenge(challenge)
+
+
+@contextmanager
+def _gpu_errors(call: str) -> Iterator[None]:
+    """Any library failure becomes a BackendError naming the call and exception type only."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"{call} failed: {type(exc).__name__}") from exc
 
 
 def cuda_preflight(expected: int) -> int:
