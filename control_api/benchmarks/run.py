@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import psycopg2
+from bittensor_wallet import Keypair
 from control_api.db.migrate import migrate
 from control_api.services.signing import d1_headers, keypair_from_seed
 from psycopg2.extras import Json
@@ -98,6 +99,26 @@ def seed(dsn: str, validator: str, servers: int = 500, gpus: int = 8, deps: int 
     conn.close()
 
 
+def time_servers(api: str, key: Keypair, seconds: int) -> dict[str, Any]:
+    """GET /servers/ back to back for `seconds`; latency includes reading the whole body."""
+    timings: list[float] = []
+    size = 0
+    with httpx.Client(timeout=60) as http:
+        end = time.time() + seconds
+        while time.time() < end:
+            t = time.perf_counter()
+            resp = http.get(api + "/servers/", headers=d1_headers(key, "management"))
+            timings.append((time.perf_counter() - t) * 1000)
+            resp.raise_for_status()
+            size = len(resp.content)
+    return {
+        "p50_ms": round(statistics.median(timings), 1),
+        "p95_ms": round(sorted(timings)[int(len(timings) * 0.95)], 1),
+        "requests": len(timings),
+        "bytes": size,
+    }
+
+
 def wait_port(url: str) -> None:
     for _ in range(200):
         try:
@@ -170,27 +191,16 @@ def main() -> None:
             }
         seed(dsn, key.ss58_address)
         before = rss_mb(procs[0].pid)
-        timings: list[float] = []
-        size = 0
+        result["servers_500x8x4_alone"] = time_servers(api, key, args.duration * 2)
         side: dict[str, Any] = {}
         load = threading.Thread(
             target=lambda: side.update(wrk(auth + "/registry/auth", args.duration * 2, False))
         )
         load.start()
-        with httpx.Client(timeout=60) as http:
-            end = time.time() + args.duration * 2
-            while time.time() < end:
-                t = time.perf_counter()
-                resp = http.get(api + "/servers/", headers=d1_headers(key, "management"))
-                timings.append((time.perf_counter() - t) * 1000)
-                resp.raise_for_status()
-                size = len(resp.content)
+        loaded = time_servers(api, key, args.duration * 2)
         load.join()
         result["servers_500x8x4"] = {
-            "p50_ms": round(statistics.median(timings), 1),
-            "p95_ms": round(sorted(timings)[int(len(timings) * 0.95)], 1),
-            "requests": len(timings),
-            "bytes": size,
+            **loaded,
             "rss_before_mb": round(before, 1),
             "rss_after_mb": round(rss_mb(procs[0].pid), 1),
             "auth_keepalive_meanwhile": side,

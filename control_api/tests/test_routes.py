@@ -90,6 +90,35 @@ def test_list_servers_shape(api: Api, db: psycopg2.extensions.connection) -> Non
     assert len(dep["gpus"]) == 2 and "deployment" not in dep["gpus"][0]
 
 
+def test_inventory_views_agree(api: Api, db: psycopg2.extensions.connection) -> None:
+    """One server, one deployment and the preflight jobs render exactly as in the full list,
+    including a deployment whose chute row is gone and a GPU with no deployment."""
+    seed_inventory(db, api.validator.hotkey, servers=2, jobs=2)
+    with db.cursor() as cur:
+        cur.execute("ALTER TABLE deployments DROP CONSTRAINT deployments_chute_id_fkey")
+        cur.execute(
+            "UPDATE deployments SET chute_id = 'gone' WHERE deployment_id ="
+            " (SELECT min(deployment_id) FROM deployments WHERE server_id = 'uid-1')"
+        )
+        cur.execute(
+            "UPDATE gpus SET deployment_id = NULL WHERE gpu_id ="
+            " (SELECT min(gpu_id) FROM gpus WHERE server_id = 'uid-1')"
+        )
+        cur.execute("UPDATE servers SET labels = '{\"zone\": \"a\"}' WHERE server_id = 'uid-1'")
+    listed = {s["name"]: s for s in api.get("/servers/").json()}
+    server = listed["node-1"]
+    assert api.get("/servers/node-1/unlock").json() == server
+    assert server["labels"] == {"zone": "a"}
+    assert [g["gpu_id"] for g in server["gpus"]] == sorted(g["gpu_id"] for g in server["gpus"])
+    assert sum(len(d["gpus"]) for d in server["deployments"]) == 7
+    assert [d["chute"] is None for d in server["deployments"]].count(True) == 1
+    jobs = api.get("/servers/node-1/delete_preflight").json()["jobs"]
+    assert jobs == [d for d in server["deployments"] if d["job_id"] is not None]
+    for dep in server["deployments"]:
+        purged = api.delete(f"/deployments/{dep['deployment_id']}").json()
+        assert purged["deployment_purged"] == dep
+
+
 def test_lock_unlock_by_name_and_id(api: Api, db: psycopg2.extensions.connection) -> None:
     seed_inventory(db, api.validator.hotkey, servers=1)
     assert api.get("/servers/node-0/lock").json()["locked"] is True

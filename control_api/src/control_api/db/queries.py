@@ -1,46 +1,130 @@
-"""All SQL. Inventory shapes are built by PostgreSQL as JSON (explicit fields, no object graph):
-one round trip, no per-row Python objects, so a 500-server inventory stays small and fast."""
+"""All SQL. Inventory JSON is assembled in Python from flat, ordered queries (one each for
+servers, GPUs and deployments with their chute), never an object graph or a cartesian product,
+and serialized by orjson; jsonb columns travel as their own text (`orjson.Fragment`)."""
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg2.errors
 from psycopg2.extensions import connection
 from psycopg2.extras import Json
 
-_GPU_JSON = """json_build_object(
-    'gpu_id', g.gpu_id, 'validator', g.validator, 'server_id', g.server_id,
-    'deployment_id', g.deployment_id, 'device_info', g.device_info,
-    'model_short_ref', g.model_short_ref, 'verified', g.verified)"""
+_GPU_KEYS = (
+    "gpu_id", "validator", "server_id", "deployment_id", "device_info", "model_short_ref",
+    "verified",
+)  # fmt: skip
+_DEPLOYMENT_KEYS = (
+    "deployment_id", "instance_id", "validator", "host", "port", "chute_id", "server_id",
+    "version", "active", "stub", "verified_at", "job_id", "config_id", "created_at",
+    "activated_at", "terminating_at",
+)  # fmt: skip
+_CHUTE_KEYS = (
+    "chute_id", "name", "version", "image", "chutes_version", "gpu_count", "supported_gpus",
+    "ban_reason",
+)  # fmt: skip
+_SERVER_KEYS = (
+    "server_id", "validator", "name", "ip_address", "verification_port", "status",
+    "created_at", "labels", "seed", "gpu_count", "cpu_per_gpu", "memory_per_gpu",
+    "hourly_cost", "locked",
+)  # fmt: skip
+_JSONB = frozenset({"device_info", "labels"})  # fetched as text, embedded verbatim
 
-_DEPLOYMENT_JSON = f"""json_build_object(
-    'deployment_id', d.deployment_id, 'instance_id', d.instance_id, 'validator', d.validator,
-    'host', d.host, 'port', d.port, 'chute_id', d.chute_id, 'server_id', d.server_id,
-    'version', d.version, 'active', d.active, 'stub', d.stub, 'verified_at', d.verified_at,
-    'job_id', d.job_id, 'config_id', d.config_id, 'created_at', d.created_at,
-    'activated_at', d.activated_at, 'terminating_at', d.terminating_at,
-    'gpus', coalesce((SELECT json_agg({_GPU_JSON} ORDER BY g.gpu_id)
-                      FROM gpus g WHERE g.deployment_id = d.deployment_id), '[]'::json),
-    'chute', (SELECT json_build_object(
-        'chute_id', c.chute_id, 'name', c.name, 'version', c.version, 'image', c.image,
-        'chutes_version', c.chutes_version, 'gpu_count', c.gpu_count,
-        'supported_gpus', to_json(c.supported_gpus), 'ban_reason', c.ban_reason)
-        FROM chutes c WHERE c.chute_id = d.chute_id))"""
 
-_SERVER_JSON = f"""json_build_object(
-    'server_id', s.server_id, 'validator', s.validator, 'name', s.name,
-    'ip_address', s.ip_address, 'verification_port', s.verification_port,
-    'status', s.status, 'created_at', s.created_at, 'labels', s.labels, 'seed', s.seed,
-    'gpu_count', s.gpu_count, 'cpu_per_gpu', s.cpu_per_gpu,
-    'memory_per_gpu', s.memory_per_gpu, 'hourly_cost', s.hourly_cost, 'locked', s.locked,
-    'is_tee', false,
-    'gpus', coalesce((SELECT json_agg({_GPU_JSON} ORDER BY g.gpu_id)
-                      FROM gpus g WHERE g.server_id = s.server_id), '[]'::json),
-    'deployments', coalesce((SELECT json_agg({_DEPLOYMENT_JSON} ORDER BY d.created_at)
-                             FROM deployments d WHERE d.server_id = s.server_id), '[]'::json))"""
+def _cols(alias: str, keys: tuple[str, ...]) -> str:
+    return ", ".join(f"{alias}.{k}::text" if k in _JSONB else f"{alias}.{k}" for k in keys)
+
+
+_GPU_SQL = (
+    f'SELECT {_cols("g", _GPU_KEYS)} FROM gpus g WHERE {{where}} ORDER BY g.gpu_id COLLATE "C"'
+)
+_DEPLOYMENT_SQL = (
+    f"SELECT {_cols('d', _DEPLOYMENT_KEYS)}, {_cols('c', _CHUTE_KEYS)}"
+    " FROM deployments d LEFT JOIN chutes c ON c.chute_id = d.chute_id"
+    ' WHERE {where} ORDER BY d.created_at, d.deployment_id COLLATE "C"'
+)
+_SERVER_SQL = (
+    f'SELECT {_cols("s", _SERVER_KEYS)} FROM servers s WHERE {{where}} ORDER BY s.name COLLATE "C"'
+)
+_N_DEPLOYMENT = len(_DEPLOYMENT_KEYS)
+
+Obj = dict[str, Any]
+
+
+def _rows(conn: connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def _gpus(conn: connection, where: str, params: tuple[Any, ...]) -> list[Obj]:
+    out = []
+    for row in _rows(conn, _GPU_SQL.format(where=where), params):
+        gpu = dict(zip(_GPU_KEYS, row, strict=True))
+        gpu["device_info"] = orjson.Fragment(gpu["device_info"])
+        out.append(gpu)
+    return out
+
+
+def _deployments(
+    conn: connection, where: str, params: tuple[Any, ...], gpus: list[Obj]
+) -> list[Obj]:
+    by_deployment: defaultdict[str, list[Obj]] = defaultdict(list)
+    for gpu in gpus:
+        if gpu["deployment_id"] is not None:
+            by_deployment[gpu["deployment_id"]].append(gpu)
+    out = []
+    for row in _rows(conn, _DEPLOYMENT_SQL.format(where=where), params):
+        dep = dict(zip(_DEPLOYMENT_KEYS, row[:_N_DEPLOYMENT], strict=True))
+        dep["gpus"] = by_deployment.get(dep["deployment_id"], [])
+        chute = row[_N_DEPLOYMENT:]
+        dep["chute"] = None if chute[0] is None else dict(zip(_CHUTE_KEYS, chute, strict=True))
+        out.append(dep)
+    return out
+
+
+def _servers(conn: connection, server_id: str | None) -> list[Obj]:
+    """Servers with their GPUs and deployments: three flat queries, one pass."""
+    if server_id is None:
+        s_where = g_where = d_where = "TRUE"
+        s_params: tuple[Any, ...] = ()
+        g_params: tuple[Any, ...] = ()
+    else:
+        s_where, d_where = "s.server_id = %s", "d.server_id = %s"
+        g_where = (
+            "g.server_id = %s OR g.deployment_id IN"
+            " (SELECT deployment_id FROM deployments WHERE server_id = %s)"
+        )
+        s_params, g_params = (server_id,), (server_id, server_id)
+    servers = _rows(conn, _SERVER_SQL.format(where=s_where), s_params)
+    if not servers:
+        return []
+    gpus = _gpus(conn, g_where, g_params)
+    deployments = _deployments(conn, d_where, s_params, gpus)
+    gpus_by_server: defaultdict[str, list[Obj]] = defaultdict(list)
+    for gpu in gpus:
+        gpus_by_server[gpu["server_id"]].append(gpu)
+    deps_by_server: defaultdict[str, list[Obj]] = defaultdict(list)
+    for dep in deployments:
+        deps_by_server[dep["server_id"]].append(dep)
+    out = []
+    for row in servers:
+        server = dict(zip(_SERVER_KEYS, row, strict=True))
+        server["labels"] = orjson.Fragment(server["labels"])
+        server["is_tee"] = False
+        server["gpus"] = gpus_by_server.get(server["server_id"], [])
+        server["deployments"] = deps_by_server.get(server["server_id"], [])
+        out.append(server)
+    return out
+
+
+def _dumps(value: object) -> bytes:
+    return orjson.dumps(value)
+
 
 _PURGE_ITEM_JSON = """json_build_object(
     'deployment_id', d.deployment_id, 'chute_id', d.chute_id, 'chute_name', c.name,
@@ -58,19 +142,8 @@ class ServerRef:
     name: str
 
 
-def _one_text(conn: connection, sql: str, params: tuple[Any, ...]) -> str | None:
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
-        row = cur.fetchone()
-    return None if row is None or row[0] is None else str(row[0])
-
-
-def list_servers_json(conn: connection) -> str:
-    sql = (
-        f"SELECT coalesce(json_agg({_SERVER_JSON} ORDER BY s.name), '[]'::json)::text"
-        " FROM servers s"
-    )
-    return _one_text(conn, sql, ()) or "[]"
+def list_servers_json(conn: connection) -> bytes:
+    return _dumps(_servers(conn, None))
 
 
 def find_server(conn: connection, id_or_name: str) -> ServerRef | None:
@@ -84,29 +157,34 @@ def find_server(conn: connection, id_or_name: str) -> ServerRef | None:
     return ServerRef(row[0], row[1]) if row else None
 
 
-def server_json(conn: connection, server_id: str) -> str | None:
-    return _one_text(
-        conn, f"SELECT {_SERVER_JSON}::text FROM servers s WHERE s.server_id = %s", (server_id,)
-    )
+def server_json(conn: connection, server_id: str) -> bytes | None:
+    servers = _servers(conn, server_id)
+    return _dumps(servers[0]) if servers else None
 
 
-def set_locked(conn: connection, server_id: str, locked: bool) -> str | None:
+def set_locked(conn: connection, server_id: str, locked: bool) -> bytes | None:
     with conn.cursor() as cur:
         cur.execute("UPDATE servers SET locked = %s WHERE server_id = %s", (locked, server_id))
     return server_json(conn, server_id)
 
 
-def job_deployments_json(conn: connection, server_id: str) -> str:
-    sql = (
-        f"SELECT coalesce(json_agg({_DEPLOYMENT_JSON} ORDER BY d.created_at), '[]'::json)::text"
-        " FROM deployments d WHERE d.server_id = %s AND d.job_id IS NOT NULL"
+_DEPLOYMENT_GPUS = "g.deployment_id IN (SELECT d.deployment_id FROM deployments d WHERE {where})"
+
+
+def _deployments_where(conn: connection, where: str, params: tuple[Any, ...]) -> list[Obj]:
+    gpus = _gpus(conn, _DEPLOYMENT_GPUS.format(where=where), params)
+    return _deployments(conn, where, params, gpus)
+
+
+def job_deployments_json(conn: connection, server_id: str) -> bytes:
+    return _dumps(
+        _deployments_where(conn, "d.server_id = %s AND d.job_id IS NOT NULL", (server_id,))
     )
-    return _one_text(conn, sql, (server_id,)) or "[]"
 
 
-def deployment_json(conn: connection, deployment_id: str) -> str | None:
-    sql = f"SELECT {_DEPLOYMENT_JSON}::text FROM deployments d WHERE d.deployment_id = %s"
-    return _one_text(conn, sql, (deployment_id,))
+def deployment_json(conn: connection, deployment_id: str) -> bytes | None:
+    deps = _deployments_where(conn, "d.deployment_id = %s", (deployment_id,))
+    return _dumps(deps[0]) if deps else None
 
 
 def purge_items_json(

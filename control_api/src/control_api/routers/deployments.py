@@ -39,5 +39,5 @@ def purge_one(deployment_id: str, _: Management, res: ResDep) -> Response:
     )
     EVENTS.labels(event_type="undeploy_requested").inc()
     return Response(
-        '{"status": "initiated", "deployment_purged": ' + text + "}", media_type="application/json"
+        b'{"status":"initiated","deployment_purged":' + text + b"}", media_type="application/json"
     )

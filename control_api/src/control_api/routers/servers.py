@@ -31,7 +31,7 @@ _401: dict[int | str, dict[str, Any]] = {401: {"model": Detail}}
 _404: dict[int | str, dict[str, Any]] = {401: {"model": Detail}, 404: {"model": Detail}}
 
 
-def _json(text: str) -> Response:
+def _json(text: str | bytes) -> Response:
     return Response(content=text, media_type=_JSON)
 
 
@@ -79,7 +79,7 @@ def delete_preflight(id_or_name: str, _: Management, res: ResDep) -> Response:
     ref = _server_or_404(res, id_or_name)
     with res.db.connection() as conn:
         jobs = queries.job_deployments_json(conn, ref.server_id)
-    return _json('{"jobs": ' + jobs + "}")
+    return _json(b'{"jobs":' + jobs + b"}")
 
 
 @router.delete("/{id_or_name}", responses={200: {"model": DeleteServerOut}, **_404})
