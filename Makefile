@@ -25,10 +25,11 @@ $(STAMP): requirements-dev.txt $(PY_PACKAGES)
 venv: $(STAMP)
 
 host:
-	tests/lab/setup-host.sh
+	$(LAB) tests/lab/setup-host.sh
 
 image: host
-	tests/lab/build-image.sh
+	$(LAB) tests/lab/build-image.sh
+	$(LAB) tests/lab/build-mirror-image.sh >/dev/null
 
 lint: $(STAMP)
 	$(LAB) tests/timed lint-yaml yamllint --strict .
