@@ -43,6 +43,11 @@ running() { [[ "$(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null)
 start_container() { # name ip image [extra podman args...]
   local name="$1" ip="$2" image="$3"
   shift 3
+  if podman container exists "$name" &&
+    [[ "$(podman inspect --format '{{.Image}}' "$name")" != "$(podman image inspect --format '{{.Id}}' "$image")" ]]; then
+    log "$name runs an older $image: recreating it"
+    podman rm -f -t 2 "$name" >/dev/null
+  fi
   if running "$name"; then
     return 0
   fi
