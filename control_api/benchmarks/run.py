@@ -13,9 +13,11 @@ import json
 import os
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -97,6 +99,106 @@ def seed(dsn: str, validator: str, servers: int = 500, gpus: int = 8, deps: int 
                     (info["uuid"], validator, sid, dep_ids[g // 2], Json(info)),
                 )
     conn.close()
+
+
+NGINX_CONF = """
+worker_processes auto;
+error_log {tmp}/error.log warn;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  proxy_cache_path {tmp}/cache levels=1 keys_zone=regauth:1m max_size=10m inactive=10s
+                   use_temp_path=off;
+  upstream regauth {{ server {upstream}; keepalive 32; }}
+  server {{
+    listen {listen} backlog=4096;
+    root {tmp}/www;
+    location = /_registry_auth {{
+      internal;
+      proxy_pass http://regauth/registry/auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Registry-Auth-Token "{token}";
+      {cache}
+    }}
+    location /v2/ {{
+      auth_request /_registry_auth;
+      auth_request_set $chutes_hotkey $upstream_http_x_chutes_hotkey;
+      auth_request_set $chutes_nonce $upstream_http_x_chutes_nonce;
+      auth_request_set $chutes_signature $upstream_http_x_chutes_signature;
+      add_header X-Chutes-Hotkey $chutes_hotkey;
+      add_header X-Chutes-Nonce $chutes_nonce;
+      add_header X-Chutes-Signature $chutes_signature;
+      try_files /v2/ok =404;
+    }}
+  }}
+}}
+"""
+NGINX_CACHE = (
+    "proxy_cache regauth; proxy_cache_key registry-auth; proxy_cache_valid 200 1s;"
+    " proxy_cache_lock on; proxy_ignore_headers Cache-Control Expires Set-Cookie;"
+)
+
+
+def nginx_variants(upstream: str, duration: int, runs: int) -> dict[str, Any]:
+    """nginx `auth_request` in front of the listener (stand-in for the registry proxy's
+    config), with and without caching the subrequest for 1 s; wrk hits /v2/."""
+    if shutil.which("nginx") is None:
+        return {"skipped": "nginx not installed"}
+    out: dict[str, Any] = {}
+    for name, cache in (("nginx_cached_1s", NGINX_CACHE), ("nginx_uncached", "")):
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # cache files on tmpfs
+        with tempfile.TemporaryDirectory(dir=shm) as tmp:
+            os.chmod(tmp, 0o755)  # nginx workers run as an unprivileged user when started as root
+            os.makedirs(f"{tmp}/www/v2")
+            os.makedirs(f"{tmp}/cache", mode=0o777)
+            os.chmod(f"{tmp}/cache", 0o777)
+            with open(f"{tmp}/www/v2/ok", "w") as fh:
+                fh.write("ok")
+            conf = NGINX_CONF.format(
+                tmp=tmp, upstream=upstream, listen="127.0.0.1:18002", token=TOKEN, cache=cache
+            )
+            with open(f"{tmp}/nginx.conf", "w") as fh:
+                fh.write(conf)
+            proc = subprocess.Popen(
+                ["nginx", "-p", tmp, "-c", f"{tmp}/nginx.conf", "-g", "daemon off;"]
+            )
+            try:
+                url = "http://127.0.0.1:18002/v2/"
+                probe: httpx.Response | None = None
+                for _ in range(100):
+                    try:
+                        probe = httpx.get(url, timeout=1)
+                        break
+                    except httpx.HTTPError:
+                        time.sleep(0.05)
+                if probe is None or "x-chutes-signature" not in probe.headers:
+                    with open(f"{tmp}/error.log") as fh:
+                        raise RuntimeError(f"nginx: {probe}: {fh.read()[-2000:]}")
+                for mode, close in (("keepalive", False), ("new_connection", True)):
+                    out[f"{name}_{mode}"] = _median_runs(
+                        [wrk(url, duration, close) for _ in range(runs)]
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    return out
+
+
+def _median_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        "rps_median": statistics.median(r["rps"] for r in runs),
+        "p99_ms_median": statistics.median(r["p99_ms"] for r in runs),
+        "runs": runs,
+    }
 
 
 def time_servers(api: str, key: Keypair, seconds: int) -> dict[str, Any]:
@@ -184,11 +286,8 @@ def main() -> None:
         result["api_idle_rss_mb"] = round(rss_mb(procs[0].pid), 1)
         for mode, close in (("keepalive", False), ("new_connection", True)):
             runs = [wrk(auth + "/registry/auth", args.duration, close) for _ in range(args.runs)]
-            result[f"auth_{mode}"] = {
-                "rps_median": statistics.median(r["rps"] for r in runs),
-                "p99_ms_median": statistics.median(r["p99_ms"] for r in runs),
-                "runs": runs,
-            }
+            result[f"auth_{mode}"] = _median_runs(runs)
+        result.update(nginx_variants("127.0.0.1:18001", args.duration, args.runs))
         seed(dsn, key.ss58_address)
         before = rss_mb(procs[0].pid)
         result["servers_500x8x4_alone"] = time_servers(api, key, args.duration * 2)

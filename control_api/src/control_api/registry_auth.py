@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import cast
@@ -23,17 +24,19 @@ from control_api.services.signing import Signer, d2_message
 log = logging.getLogger(__name__)
 AUTH_RESPONSES = Counter("registry_auth_responses_total", "Registry auth answers", ["status"])
 _MAX_HEAD = 16 * 1024
+_BACKLOG = 4096  # capped by net.core.somaxconn
 _BODY = b'{"authenticated":true}'
 
 
 class SignatureCache:
-    """Signature for the current second, signed at most once per second."""
+    """The whole 200 answer for the current second, signed at most once per second."""
 
     def __init__(self, signer: Signer, clock: Callable[[], float] = time.time) -> None:
         self._signer = signer
         self._clock = clock
         self._nonce = -1
         self._headers = b""
+        self._ok: tuple[bytes, bytes] = (b"", b"")  # (close, keep-alive)
 
     def headers(self) -> bytes:
         nonce = int(self._clock())
@@ -43,8 +46,17 @@ class SignatureCache:
             self._headers = (
                 f"X-Chutes-Hotkey: {me}\r\nX-Chutes-Nonce: {nonce}\r\nX-Chutes-Signature: {sig}\r\n"
             ).encode()
+            self._ok = (
+                _response("200 OK", _BODY, self._headers, keep_alive=False),
+                _response("200 OK", _BODY, self._headers, keep_alive=True),
+            )
             self._nonce = nonce
         return self._headers
+
+    def ok(self, keep_alive: bool) -> bytes:
+        """Pre-rendered `200` response bytes (status line, D2 headers, body)."""
+        self.headers()
+        return self._ok[keep_alive]
 
 
 def _response(status: str, body: bytes, extra: bytes = b"", keep_alive: bool = True) -> bytes:
@@ -62,7 +74,32 @@ def _response(status: str, body: bytes, extra: bytes = b"", keep_alive: bool = T
     )
 
 
+def _fixed(status: str, body: bytes) -> tuple[bytes, bytes]:
+    return _response(status, body, keep_alive=False), _response(status, body, keep_alive=True)
+
+
+_UNAUTHORIZED = _fixed("401 Unauthorized", b'{"detail":"unauthorized"}')
+_PONG = _fixed("200 OK", b'{"message":"pong"}')
+_NOT_FOUND = _fixed("404 Not Found", b'{"detail":"not found"}')
+_BAD_REQUEST = _response("400 Bad Request", b"{}", keep_alive=False)
+_TOO_LARGE = _response("431 Request Header Fields Too Large", b"{}", keep_alive=False)
+
+
+def _header(head: bytes, lower: bytes, name: bytes) -> bytes | None:
+    """Value of the first `\\r\\n<name>` header (name lowercase, with its colon), or None."""
+    start = lower.find(name)
+    if start < 0:
+        return None
+    start += len(name)
+    end = head.find(b"\r\n", start)
+    return head[start : end if end >= 0 else len(head)].strip()
+
+
 class _Protocol(asyncio.Protocol):
+    """One connection. No per-request logging or allocation beyond the header scan."""
+
+    __slots__ = ("_buf", "_cache", "_token", "_transport")
+
     def __init__(self, cache: SignatureCache, token: bytes) -> None:
         self._cache = cache
         self._token = token
@@ -71,20 +108,25 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio and uvloop set it already; make it explicit (issue 6: lost NODELAY
+            # made keep-alive answers wait for delayed ACKs).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        self._buf += data
+        buf = self._buf + data if self._buf else data
         while True:
-            end = self._buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(self._buf) > _MAX_HEAD:
-                    self._reply(
-                        _response("431 Request Header Fields Too Large", b"{}", keep_alive=False),
-                        close=True,
-                    )
+                if len(buf) > _MAX_HEAD:
+                    self._reply(_TOO_LARGE, close=True)
+                    buf = b""
+                self._buf = buf
                 return
-            head, self._buf = self._buf[:end], self._buf[end + 4 :]
+            head, buf = buf[:end], buf[end + 4 :]
             if not self._handle(head):
+                self._buf = b""
                 return
 
     def _reply(self, payload: bytes, close: bool = False) -> None:
@@ -94,48 +136,48 @@ class _Protocol(asyncio.Protocol):
             self._transport.close()
 
     def _handle(self, head: bytes) -> bool:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ")
+        line_end = head.find(b"\r\n")
+        request_line = head if line_end < 0 else head[:line_end]
+        parts = request_line.split(b" ")
         if len(parts) != 3:
-            self._reply(_response("400 Bad Request", b"{}", keep_alive=False), close=True)
+            self._reply(_BAD_REQUEST, close=True)
             return False
         method, target, version = parts
-        token = b""
-        keep_alive = version == b"HTTP/1.1"
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            lname = name.strip().lower()
-            if lname == b"x-registry-auth-token":
-                token = value.strip()
-            elif lname == b"connection":
-                v = value.strip().lower()
-                keep_alive = v == b"keep-alive" or (keep_alive and v != b"close")
-            elif lname in (b"content-length", b"transfer-encoding") and value.strip() not in (
-                b"0",
-                b"",
-            ):
-                # nginx sends no body (proxy_pass_request_body off); refuse anything else.
-                self._reply(_response("400 Bad Request", b"{}", keep_alive=False), close=True)
+        lower = head.lower()
+        connection = _header(head, lower, b"\r\nconnection:")
+        if version == b"HTTP/1.1":
+            keep_alive = connection is None or connection.lower() != b"close"
+        else:
+            keep_alive = connection is not None and connection.lower() == b"keep-alive"
+        for framing in (b"\r\ncontent-length:", b"\r\ntransfer-encoding:"):
+            # nginx sends no body (proxy_pass_request_body off); refuse anything else.
+            if _header(head, lower, framing) not in (None, b"0", b""):
+                self._reply(_BAD_REQUEST, close=True)
                 return False
         path = target.split(b"?", 1)[0]
         if path == b"/registry/auth" and method == b"GET":
+            token = _header(head, lower, b"\r\nx-registry-auth-token:") or b""
             if self._token and hmac.compare_digest(token, self._token):
-                AUTH_RESPONSES.labels("200").inc()
-                out = _response("200 OK", _BODY, self._cache.headers(), keep_alive)
+                _OK_COUNT.inc()
+                out = self._cache.ok(keep_alive)
             else:
-                AUTH_RESPONSES.labels("401").inc()
-                out = _response("401 Unauthorized", b'{"detail":"unauthorized"}', b"", keep_alive)
+                _UNAUTH_COUNT.inc()
+                out = _UNAUTHORIZED[keep_alive]
         elif path == b"/ping" and method == b"GET":
-            out = _response("200 OK", b'{"message":"pong"}', b"", keep_alive)
+            out = _PONG[keep_alive]
         elif path == b"/metrics" and method == b"GET":
             body = generate_latest()
             out = _response("200 OK", body, b"", keep_alive).replace(
                 b"application/json", b"text/plain; version=0.0.4", 1
             )
         else:
-            out = _response("404 Not Found", b'{"detail":"not found"}', b"", keep_alive)
+            out = _NOT_FOUND[keep_alive]
         self._reply(out, close=not keep_alive)
         return keep_alive
+
+
+_OK_COUNT = AUTH_RESPONSES.labels("200")
+_UNAUTH_COUNT = AUTH_RESPONSES.labels("401")
 
 
 async def serve(
@@ -144,7 +186,11 @@ async def serve(
     cache = SignatureCache(signer)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: _Protocol(cache, token.encode()), host, port, reuse_port=reuse_port, backlog=2048
+        lambda: _Protocol(cache, token.encode()),
+        host,
+        port,
+        reuse_port=reuse_port,
+        backlog=_BACKLOG,
     )
     log.info("registry_auth.listening", extra={"host": host, "port": port})
     return server
