@@ -1,0 +1,712 @@
+# Copyright: chutes.miner developers
+# MIT License
+"""Pure logic of the ``chutes.miner.mirrors`` role: plan, selection, URL rewriting.
+
+No Ansible imports: the filter plugins, the benchmark and the unit tests all use
+these functions directly. Nothing here talks to the network (see mirror_probe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+PROFILES = ("none", "auto", "tuna", "ustc", "aliyun", "huawei", "tencent", "custom", "airgap")
+RESOURCES = ("apt", "cuda_apt", "pypi", "registries", "files", "huggingface", "ntp", "dns", "snap")
+ON_FAILURE = ("fail", "warn", "upstream")
+RESTORE_MODES = ("backup", "canonical")
+# Resources whose every healthy candidate is kept, in order (the others keep the first).
+MULTI = ("registries", "ntp", "dns")
+MARKER = "managed-by: chutes.miner.mirrors"
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?\.?)+(:\d{1,5})?$"
+)
+_HINTS = {
+    "403": (
+        "forbidden: not on the mirror's allowlist, or geo-blocked; add another mirror or sideload",
+        "403 禁止访问：镜像不在白名单内或地域限制；请添加其他镜像或离线导入",
+    ),
+    "404": ("not found on this mirror", "该镜像站上不存在此内容"),
+    "429": ("rate limited; retry later or add a mirror", "请求被限流；稍后重试或添加镜像"),
+    "timeout": ("no answer within the probe timeout", "探测超时，无响应"),
+    "unreachable": ("connection failed (DNS, route or refused)", "无法连接（DNS、路由或被拒绝）"),
+    "stale": ("index is older than allowed (mirror lags)", "索引过旧（镜像同步滞后）"),
+    "content": ("answered, but not with the expected content", "有响应，但内容不符合预期"),
+    "checksum": ("artifact sha256 does not match", "文件 sha256 校验不一致"),
+    "redirect": ("redirects to a blocked host", "重定向到被屏蔽的上游主机"),
+}
+
+
+def _err(en: str, zh: str) -> dict[str, str]:
+    return {"en": en, "zh": zh}
+
+
+def valid_url(url: Any) -> bool:
+    if not isinstance(url, str) or any(c.isspace() for c in url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and _valid_port(parts)
+
+
+def _valid_port(parts: Any) -> bool:
+    try:
+        parts.port  # noqa: B018  # raises ValueError on a bad port
+    except ValueError:
+        return False
+    return True
+
+
+def valid_host(value: Any) -> bool:
+    return isinstance(value, str) and bool(_HOST_RE.match(value))
+
+
+def valid_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def host_paths(host: dict[str, Any]) -> dict[str, str]:
+    """Distribution-dependent path pieces for catalog URL templates."""
+    dist = str(host.get("distribution", "Debian"))
+    arm = str(host.get("arch", "x86_64")) in ("aarch64", "arm64")
+    version = str(host.get("version", "12"))
+    if dist == "Ubuntu":
+        apt_dir = "ubuntu-ports" if arm else "ubuntu"
+        cuda = "ubuntu" + version.replace(".", "")
+    else:
+        apt_dir = "debian"
+        cuda = "debian" + version.split(".")[0]
+    return {"apt_dir": apt_dir, "distro": cuda, "arch": "sbsa" if arm else "x86_64"}
+
+
+def _normalise(resource: str, item: Any, catalog: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A candidate from a catalog id, a URL string or a dict, as a dict with id and url."""
+    if isinstance(item, str) and item in catalog:
+        entry = dict(catalog[item])
+        entry.setdefault("source", "catalog")
+        return entry
+    if isinstance(item, str):
+        return {"id": item, "url": item, "source": "operator"}
+    if isinstance(item, dict):
+        cand = dict(item)
+        cand.setdefault("id", str(cand.get("url", "")))
+        cand.setdefault("source", "operator")
+        return cand
+    return {"id": repr(item), "url": item, "source": "operator"}
+
+
+def _check_candidate(resource: str, cand: dict[str, Any]) -> list[dict[str, str]]:
+    url = cand.get("url")
+    bad = (
+        not valid_ip(url)
+        if resource == "dns"
+        else not (valid_host(url) or valid_ip(url))
+        if resource == "ntp"
+        else not valid_url(url)
+    )
+    errors = []
+    if bad:
+        errors.append(
+            _err(
+                f"{resource}: malformed candidate {url!r} (expected "
+                + (
+                    "an IP address"
+                    if resource == "dns"
+                    else "a host name"
+                    if resource == "ntp"
+                    else "an http(s) URL"
+                )
+                + ")",
+                f"{resource}：候选地址 {url!r} 格式错误",
+            )
+        )
+    if cand.get("security_url") and not valid_url(cand["security_url"]):
+        errors.append(
+            _err(
+                f"{resource}: malformed security_url {cand['security_url']!r}",
+                f"{resource}：security_url 格式错误",
+            )
+        )
+    return errors
+
+
+def _expand_apt(cand: dict[str, Any], paths: dict[str, str], dist: str) -> dict[str, Any]:
+    if cand.get("source") != "catalog":
+        cand.setdefault("security_url", cand["url"] if dist == "Ubuntu" else "")
+        return cand
+    root = str(cand["url"])
+    cand["url"] = f"{root}{paths['apt_dir']}/"
+    cand["security_url"] = cand["url"] if dist == "Ubuntu" else f"{root}debian-security/"
+    return cand
+
+
+def build_plan(
+    catalog: list[dict[str, Any]],
+    profiles: dict[str, Any],
+    upstream: dict[str, Any],
+    defaults: dict[str, Any],
+    *,
+    profile: str,
+    overrides: dict[str, Any] | None = None,
+    custom: dict[str, Any] | None = None,
+    host: dict[str, Any] | None = None,
+    on_failure: str = "fail",
+    restore_mode: str = "backup",
+    catalog_version: str = "",
+    require_digests: bool = False,
+    blocked: list[str] | None = None,
+) -> dict[str, Any]:
+    """Resolve profile + overrides into per-resource settings, candidates and probes."""
+    overrides = overrides or {}
+    custom = custom or {}
+    host = host or {}
+    errors: list[dict[str, str]] = []
+    if profile not in PROFILES:
+        errors.append(
+            _err(
+                f"mirrors_profile {profile!r} is not one of {', '.join(PROFILES)}",
+                f"mirrors_profile {profile!r} 无效，可选值：{', '.join(PROFILES)}",
+            )
+        )
+    if on_failure not in ON_FAILURE:
+        errors.append(
+            _err(
+                f"mirrors_on_failure {on_failure!r} is not one of {', '.join(ON_FAILURE)}",
+                "mirrors_on_failure 取值无效",
+            )
+        )
+    if restore_mode not in RESTORE_MODES:
+        errors.append(
+            _err(
+                f"mirrors_restore_mode {restore_mode!r} is not one of {', '.join(RESTORE_MODES)}",
+                "mirrors_restore_mode 取值无效",
+            )
+        )
+    for name, data in (("mirrors_overrides", overrides), ("mirrors_custom_profile", custom)):
+        if not isinstance(data, dict):
+            errors.append(_err(f"{name} must be a mapping", f"{name} 必须是字典"))
+            continue
+        for key in sorted(set(data) - set(RESOURCES)):
+            errors.append(
+                _err(
+                    f"{name}: unknown resource {key!r} (known: {', '.join(RESOURCES)})",
+                    f"{name}：未知资源 {key!r}（可用：{', '.join(RESOURCES)}）",
+                )
+            )
+    if profile in ("custom", "airgap") and not custom:
+        errors.append(
+            _err(
+                f"mirrors_profile {profile} needs mirrors_custom_profile",
+                f"mirrors_profile {profile} 需要设置 mirrors_custom_profile",
+            )
+        )
+    if errors:
+        return {"profile": profile, "errors": errors, "resources": {}, "probes": [], "hash": ""}
+
+    by_id = {str(e["id"]): e for e in catalog}
+    paths = host_paths(host)
+    dist = str(host.get("distribution", "Debian"))
+    profile_ids: dict[str, Any] = {}
+    if profile in profiles:
+        profile_ids = {k: list(v) for k, v in profiles[profile].items()}
+    if profile == "auto":
+        vendor = profiles.get("auto_vendor", {}).get(str(host.get("system_vendor", "")), {})
+        for res, ids in vendor.items():
+            profile_ids[res] = list(ids) + profile_ids.get(res, [])
+    if profile in ("custom", "airgap"):
+        profile_ids = {}
+        for res, items in custom.items():
+            profile_ids[res] = items
+
+    resources: dict[str, Any] = {}
+    probes: list[dict[str, Any]] = []
+    for res in RESOURCES:
+        settings = _merge(
+            defaults.get(res, {}),
+            overrides.get(res, {}) if isinstance(overrides.get(res), dict) else {},
+        )
+        raw = settings.pop("candidates", None)
+        if raw is None:
+            raw = profile_ids.get(res, [])
+        enabled = bool(settings.get("enabled", True)) and profile != "none"
+        if res == "snap":
+            resources[res] = {"enabled": enabled, "settings": settings, "groups": {}}
+            continue
+        if res == "registries":
+            groups = _registry_groups(raw, by_id, errors)
+            extra = settings.get("extra", {}) or {}
+            for up, hosts in sorted(extra.items()):
+                groups[up] = [_normalise(res, h, by_id) for h in hosts]
+            if profile in ("auto",) and not groups:
+                groups = {}
+        else:
+            cands = []
+            for item in raw if isinstance(raw, list) else [raw]:
+                if (
+                    isinstance(item, str)
+                    and "://" not in item
+                    and item not in by_id
+                    and res not in ("ntp", "dns")
+                ):
+                    errors.append(
+                        _err(
+                            f"{res}: unknown catalog id {item!r}",
+                            f"{res}：目录中不存在 id {item!r}",
+                        )
+                    )
+                    continue
+                cand = _normalise(res, item, by_id)
+                if cand.get("resource") not in (None, res):
+                    errors.append(
+                        _err(
+                            f"{res}: catalog id {item!r} belongs to {cand['resource']}",
+                            f"{res}：id {item!r} 属于 {cand['resource']}",
+                        )
+                    )
+                    continue
+                cands.append(cand)
+            if res == "apt":
+                cands = [_expand_apt(c, paths, dist) for c in cands]
+                origin = host.get("apt_origin") or {}
+                if profile == "auto" and origin.get("base"):
+                    cands.insert(
+                        0,
+                        {
+                            "id": "apt_origin",
+                            "url": origin["base"],
+                            "security_url": origin.get("security", ""),
+                            "source": "host",
+                        },
+                    )
+            if res == "cuda_apt":
+                for c in cands:
+                    c["url"] = str(c.get("url", "")).format(
+                        distro=paths["distro"], arch=paths["arch"]
+                    )
+            groups = {res: cands}
+        for cands in groups.values():
+            for cand in cands:
+                errors.extend(_check_candidate(res, cand))
+        if profile == "airgap" and enabled and not any(groups.values()):
+            enabled = False
+        resources[res] = {
+            "enabled": enabled and bool(groups),
+            "settings": settings,
+            "groups": groups,
+        }
+        if not resources[res]["enabled"]:
+            continue
+        for group, cands in groups.items():
+            for cand in cands:
+                probe = _probe_spec(res, group, cand, settings, host)
+                probe["blocked"] = sorted(set(probe["blocked"]) | set(blocked or []))
+                probes.append(probe)
+
+    for res in sorted(set(overrides) & set(RESOURCES)):
+        if not isinstance(overrides[res], dict):
+            errors.append(
+                _err(
+                    f"mirrors_overrides.{res} must be a mapping",
+                    f"mirrors_overrides.{res} 必须是字典",
+                )
+            )
+    digest = hashlib.sha256(
+        json.dumps(
+            {
+                "profile": profile,
+                "resources": resources,
+                "catalog": catalog_version,
+                "on_failure": on_failure,
+                "require_digests": require_digests,
+                "host": {k: host.get(k) for k in ("distribution", "version", "codename", "arch")},
+            },
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    return {
+        "profile": profile,
+        "errors": errors,
+        "resources": resources,
+        "probes": probes,
+        "hash": digest,
+        "upstream": upstream,
+        "host": host,
+        "on_failure": on_failure,
+    }
+
+
+def _merge(base: Any, over: Any) -> Any:
+    """Dicts merge recursively, everything else (lists included) replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = _merge(base.get(key), value) if key in base else value
+        return out
+    return over
+
+
+def _registry_groups(
+    raw: Any, by_id: dict[str, dict[str, Any]], errors: list[dict[str, str]]
+) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    if isinstance(raw, dict):
+        for upstream_host, hosts in raw.items():
+            if not valid_host(upstream_host):
+                errors.append(
+                    _err(
+                        f"registries: malformed registry name {upstream_host!r}",
+                        f"registries：仓库名 {upstream_host!r} 格式错误",
+                    )
+                )
+                continue
+            groups[str(upstream_host)] = [_normalise("registries", h, by_id) for h in (hosts or [])]
+        return groups
+    for item in raw or []:
+        if item not in by_id:
+            errors.append(
+                _err(
+                    f"registries: unknown catalog id {item!r}",
+                    f"registries：目录中不存在 id {item!r}",
+                )
+            )
+            continue
+        entry = dict(by_id[item])
+        entry["source"] = "catalog"
+        groups.setdefault(str(entry["upstream"]), []).append(entry)
+    return groups
+
+
+def _probe_spec(
+    res: str, group: str, cand: dict[str, Any], settings: dict[str, Any], host: dict[str, Any]
+) -> dict[str, Any]:
+    key = f"{res}/{cand['id']}" if res == group else f"{res}/{group}/{cand['id']}"
+    spec: dict[str, Any] = {
+        "key": key,
+        "resource": res,
+        "group": group,
+        "id": cand["id"],
+        "url": cand["url"],
+        "blocked": list(settings.get("blocked_redirects", [])),
+    }
+    if res == "apt":
+        spec.update(
+            kind="apt",
+            suite=str(host.get("codename", "bookworm")),
+            max_age_hours=settings.get("max_age_hours", 48),
+        )
+    elif res == "cuda_apt":
+        spec.update(kind="flat_apt", max_age_hours=settings.get("max_age_hours", 168))
+    elif res == "pypi":
+        spec.update(kind="pypi", package=settings.get("probe_package", "pip"))
+    elif res == "registries":
+        images = (settings.get("required_images") or {}).get(group, [])
+        spec.update(
+            kind="registry",
+            override_path=bool(cand.get("override_path", False)),
+            images=list(images),
+        )
+    elif res == "files":
+        art = settings.get("probe_artifact") or {}
+        spec.update(kind="file", path=art.get("path", ""), sha256=art.get("sha256", ""))
+    elif res == "huggingface":
+        spec.update(kind="hf", path=settings.get("probe_path", "/"))
+    elif res == "ntp":
+        spec.update(kind="ntp")
+    elif res == "dns":
+        spec.update(kind="dns", name=settings.get("probe_name", "localhost"))
+    return spec
+
+
+def hint(status: str) -> dict[str, str]:
+    en, zh = _HINTS.get(status, ("", ""))
+    return {"en": en, "zh": zh}
+
+
+def select(
+    plan: dict[str, Any], results: list[dict[str, Any]], on_failure: str = "fail"
+) -> dict[str, Any]:
+    """Pick per group: first healthy candidate (all healthy for MULTI resources), in plan order."""
+    by_key = {r["key"]: r for r in results}
+    chosen: dict[str, list[dict[str, Any]]] = {}
+    failed: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    for res, data in plan.get("resources", {}).items():
+        if not data.get("enabled"):
+            continue
+        for group, cands in data["groups"].items():
+            picks: list[dict[str, Any]] = []
+            for cand in cands:
+                key = f"{res}/{cand['id']}" if res == group else f"{res}/{group}/{cand['id']}"
+                result = by_key.get(key)
+                healthy = bool(result and result.get("healthy"))
+                take = healthy and (res in MULTI or not picks)
+                if take:
+                    picks.append(cand)
+                status = (
+                    "not probed (recorded choice kept)"
+                    if result is None
+                    else result.get("status", "")
+                )
+                rows.append(
+                    {
+                        "key": key,
+                        "resource": group if res == group else f"{res}:{group}",
+                        "candidate": cand["url"],
+                        "healthy": healthy,
+                        "chosen": take,
+                        "status": status,
+                        "latency_ms": None if result is None else result.get("latency_ms"),
+                        "hint": hint(str(result.get("reason", "")))
+                        if result and not healthy
+                        else {"en": "", "zh": ""},
+                        "warning": "" if result is None else result.get("warning", ""),
+                    }
+                )
+            if picks:
+                chosen[group] = picks
+            else:
+                failed[group] = on_failure
+    return {"chosen": chosen, "failed": failed, "rows": rows, "table": table(rows)}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text report table (resource, candidate, result, latency, hint in EN and 中文)."""
+    lines = [f"{'resource':<22} {'candidate':<48} {'result':<34} {'ms':>6}  hint / 提示"]
+    for row in rows:
+        mark = "*" if row["chosen"] else " "
+        latency = "" if row["latency_ms"] is None else str(row["latency_ms"])
+        text = row["hint"]["en"] and f"{row['hint']['en']} / {row['hint']['zh']}"
+        if row.get("warning"):
+            text = (text + " " if text else "") + f"warning: {row['warning']}"
+        lines.append(
+            f"{mark}{row['resource']:<21} {row['candidate']:<48} "
+            f"{str(row['status'])[:34]:<34} {latency:>6}  {text}"
+        )
+    return "\n".join(lines)
+
+
+def effective(plan: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]:
+    """The exported ``mirrors_effective`` dict; empty values mean "upstream default"."""
+    res = plan.get("resources", {})
+    chosen = selection.get("chosen", {})
+    up = plan.get("upstream", {})
+    host = plan.get("host", {})
+    paths = host_paths(host)
+
+    def first(group: str) -> dict[str, Any]:
+        picked: dict[str, Any] = chosen.get(group, [{}])[0]
+        return picked
+
+    apt_c = first("apt")
+    apt_settings = res.get("apt", {}).get("settings", {})
+    origin = host.get("apt_origin") or {}
+    if host.get("distribution") == "Ubuntu":
+        default_base = up.get(
+            "apt_ubuntu_ports" if paths["apt_dir"] == "ubuntu-ports" else "apt_ubuntu", ""
+        )
+        default_sec = (
+            default_base
+            if paths["apt_dir"] == "ubuntu-ports"
+            else up.get("apt_ubuntu_security", "")
+        )
+    else:
+        default_base, default_sec = origin.get("base", ""), origin.get("security", "")
+    apt_security = apt_c.get("security_url") or default_sec
+    if apt_settings.get("security") == "upstream":
+        apt_security = default_sec
+    apt = {
+        "managed": bool(apt_c),
+        "base": apt_c.get("url", default_base),
+        "security": apt_security if apt_c else default_sec,
+    }
+    pypi = first("pypi").get("url", "")
+    hf = first("huggingface").get("url", "")
+    files = first("files").get("url", "")
+    files_settings = res.get("files", {}).get("settings", {})
+    registries = {
+        g: [c["url"] for c in chosen[g]]
+        for g in sorted(res.get("registries", {}).get("groups", {}))
+        if g in chosen
+    }
+    env: dict[str, str] = {}
+    if pypi:
+        env["PIP_INDEX_URL"] = pypi
+        env["UV_DEFAULT_INDEX"] = pypi
+        if pypi.startswith("http://"):
+            env["PIP_TRUSTED_HOST"] = str(urlsplit(pypi).hostname)
+    if hf:
+        env["HF_ENDPOINT"] = hf
+        if res.get("huggingface", {}).get("settings", {}).get("disable_xet", True):
+            env["HF_HUB_DISABLE_XET"] = "1"
+    dns_settings = res.get("dns", {}).get("settings", {})
+    snap = res.get("snap", {})
+    return {
+        "profile": plan.get("profile", "none"),
+        "apt": apt,
+        "cuda_repo": first("cuda_apt").get("url", ""),
+        "pypi_index": pypi,
+        "registries": registries,
+        "registry_upstreams": {
+            g: up.get("registries", {}).get(g, f"https://{g}") for g in registries
+        },
+        "files_prefix": files,
+        "artifact_server": str(files_settings.get("artifact_server", "") or ""),
+        "hf_endpoint": hf,
+        "ntp": [c["url"] for c in chosen.get("ntp", [])],
+        "dns": [c["url"] for c in chosen.get("dns", [])],
+        "dns_keep_link": bool(dns_settings.get("keep_link_dns", True)),
+        "snap": {k: v for k, v in sorted(snap.get("settings", {}).items()) if k != "enabled"}
+        if snap.get("enabled")
+        else {},
+        "env": env,
+        "failed": dict(sorted(selection.get("failed", {}).items())),
+    }
+
+
+FACT_PATH = "/etc/ansible/facts.d/chutes_mirrors.fact"
+CERTS_DIRS = {
+    "containerd": "/etc/containerd/certs.d",
+    "microk8s": "/var/snap/microk8s/current/args/certs.d",
+}
+
+
+def _group_files(host: dict[str, Any], settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    dist = "ubuntu" if host.get("distribution") == "Ubuntu" else "debian"
+    apt = [
+        {
+            "dest": f"/etc/apt/sources.list.d/{dist}.sources",
+            "src": f"etc/apt/sources.list.d/{dist}.sources.j2",
+            "apt": True,
+        },
+        {"dest": "/etc/apt/sources.list", "src": "etc/apt/sources.list.j2", "apt": True},
+        {
+            "dest": "/etc/apt/apt.conf.d/80-mirrors",
+            "src": "etc/apt/apt.conf.d/80-mirrors.j2",
+            "apt": False,
+        },
+    ]
+    cuda = [
+        {
+            "dest": "/etc/apt/sources.list.d/cuda.sources",
+            "src": "etc/apt/sources.list.d/cuda.sources.j2",
+            "apt": True,
+        },
+        {
+            "dest": "/usr/share/keyrings/cuda-archive-keyring.gpg",
+            "src": "",
+            "apt": False,
+            "key": True,
+        },
+    ]
+    pypi = [{"dest": "/etc/pip.conf", "src": "etc/pip.conf.j2", "apt": False}]
+    if settings.get("pypi", {}).get("uv", True):
+        pypi.append({"dest": "/etc/uv/uv.toml", "src": "etc/uv/uv.toml.j2", "apt": False})
+    env = [
+        {
+            "dest": "/etc/profile.d/60-mirrors.sh",
+            "src": "etc/profile.d/60-mirrors.sh.j2",
+            "apt": False,
+        },
+        {
+            "dest": "/etc/environment.d/60-mirrors.conf",
+            "src": "etc/environment.d/60-mirrors.conf.j2",
+            "apt": False,
+        },
+    ]
+    return {"apt": apt, "cuda_apt": cuda, "pypi": pypi, "env": env}
+
+
+def files_plan(
+    plan: dict[str, Any], selection: dict[str, Any], microk8s: bool = False
+) -> dict[str, Any]:
+    """Which files to write (and from which template), which to restore, which to keep.
+
+    Resources without a chosen mirror are restored (``none``, ``on_failure: upstream``)
+    or left alone (``on_failure: warn``).
+    """
+    res = plan.get("resources", {})
+    host = plan.get("host", {})
+    settings = {k: v.get("settings", {}) for k, v in res.items()}
+    chosen = selection.get("chosen", {})
+    failed = selection.get("failed", {})
+    groups = _group_files(host, settings)
+    reg_settings = settings.get("registries", {})
+    dirs = [
+        CERTS_DIRS[r]
+        for r in reg_settings.get("runtimes", ["containerd", "microk8s"])
+        if r in CERTS_DIRS
+    ]
+    dirs = [d for d in dirs if d != CERTS_DIRS["microk8s"] or microk8s]
+    write: list[dict[str, Any]] = []
+    restore: list[str] = []
+    for group, files in groups.items():
+        source = "pypi" if group == "env" else group
+        if group == "env":
+            active = bool(chosen.get("pypi") or chosen.get("huggingface"))
+            kept = any(failed.get(g) == "warn" for g in ("pypi", "huggingface"))
+        else:
+            active = bool(chosen.get(group)) and bool(res.get(group, {}).get("enabled"))
+            kept = failed.get(source) == "warn"
+        if (
+            group == "cuda_apt"
+            and active
+            and not settings.get("cuda_apt", {}).get("write_sources", True)
+        ):
+            active = False
+        if active:
+            write.extend(files)
+        elif not kept:
+            restore.extend(f["dest"] for f in files)
+    for registry in sorted(res.get("registries", {}).get("groups", {})):
+        if registry in chosen and res["registries"].get("enabled"):
+            for d in dirs:
+                write.append(
+                    {
+                        "dest": f"{d}/{registry}/hosts.toml",
+                        "src": "etc/containerd/certs.d/hosts.toml.j2",
+                        "apt": False,
+                        "registry": registry,
+                    }
+                )
+    write.append(
+        {"dest": FACT_PATH, "src": "etc/ansible/facts.d/chutes_mirrors.fact.j2", "apt": False}
+    )
+    all_paths = [
+        f["dest"] for files in _group_files(host, {"pypi": {"uv": True}}).values() for f in files
+    ]
+    if plan.get("profile") == "none":
+        write, restore = [], all_paths + [FACT_PATH]
+    keep = [f["dest"] for f in write]
+    return {
+        "write": write,
+        "restore": [p for p in dict.fromkeys(restore) if p not in keep],
+        "globs": [f"{d}/*/hosts.toml" for d in CERTS_DIRS.values()],
+        "keep": keep,
+        "apt_paths": [f["dest"] for f in groups["apt"] + groups["cuda_apt"] if f["apt"]],
+    }
+
+
+def mirror_url(url: str, effective_: dict[str, Any] | None) -> str:
+    """Route a download URL through the artifact server or the files prefix mirror.
+
+    ``https://<host>/<path>`` becomes ``<prefix>/<host>/<path>``;
+    with no mirror (profile ``none`` or an empty fact) the URL is unchanged.
+    """
+    if not effective_:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"mirror_url: not an http(s) URL: {url!r}")
+    prefix = str(effective_.get("artifact_server") or effective_.get("files_prefix") or "")
+    if not prefix or effective_.get("profile") == "none":
+        return url
+    rest = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
+    return prefix.rstrip("/") + "/" + rest

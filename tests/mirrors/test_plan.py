@@ -1,0 +1,299 @@
+"""Catalog hygiene, plan building, input validation, selection and mirror_url."""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from typing import Any
+
+import pytest
+from ansible_collections.chutes.miner.plugins.module_utils import mirrors as m
+
+from tests.mirrors.hosts import HOSTS
+
+CHINA = ("tuna", "ustc", "aliyun", "huawei", "tencent", "auto")
+HOST_NAMES = tuple(HOSTS)
+
+
+def plan(
+    catalog: dict[str, Any],
+    defaults: dict[str, Any],
+    profile: str,
+    host: str = "debian12",
+    **kw: Any,
+) -> dict[str, Any]:
+    built: dict[str, Any] = m.build_plan(
+        catalog["__mirrors_catalog"],
+        profiles=catalog["__mirrors_profiles"],
+        upstream=catalog["__mirrors_upstream"],
+        defaults=defaults,
+        profile=profile,
+        host=HOSTS[host],
+        catalog_version=catalog["__mirrors_catalog_version"],
+        blocked=catalog["__mirrors_blocked_hosts"],
+        **kw,
+    )
+    return built
+
+
+def healthy(p: dict[str, Any], bad: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": s["key"],
+            "healthy": s["id"] not in bad,
+            "status": "HTTP 200",
+            "reason": "403",
+            "latency_ms": 1,
+        }
+        for s in p["probes"]
+    ]
+
+
+def test_catalog_entries_are_complete(catalog: dict[str, Any]) -> None:
+    ids = [e["id"] for e in catalog["__mirrors_catalog"]]
+    assert len(ids) == len(set(ids)), "duplicate catalog ids"
+    for entry in catalog["__mirrors_catalog"]:
+        assert entry["resource"] in m.RESOURCES, entry
+        assert entry.get("last_verified"), f"{entry['id']} lacks last_verified"
+        assert entry["confidence"] in ("documented", "observed", "unverified", "dead")
+        when = datetime.date.fromisoformat(entry["last_verified"] + "-01")
+        if (datetime.date.today() - when).days > 366:
+            warnings.warn(
+                f"{entry['id']} last verified {entry['last_verified']}: re-check it", stacklevel=1
+            )
+
+
+def test_profiles_reference_live_ids_of_the_right_resource(catalog: dict[str, Any]) -> None:
+    by_id = {e["id"]: e for e in catalog["__mirrors_catalog"]}
+    for name, profile in catalog["__mirrors_profiles"].items():
+        resources = (
+            profile.items()
+            if name != "auto_vendor"
+            else [kv for v in profile.values() for kv in v.items()]
+        )
+        for resource, ids in resources:
+            for cid in ids:
+                assert cid in by_id, f"{name}.{resource}: unknown id {cid}"
+                assert by_id[cid]["confidence"] != "dead", f"{name}.{resource}: dead id {cid}"
+                assert by_id[cid]["resource"] == resource, (
+                    f"{name}.{resource}: {cid} is {by_id[cid]['resource']}"
+                )
+
+
+@pytest.mark.parametrize("host", HOST_NAMES)
+@pytest.mark.parametrize("profile", CHINA)
+def test_every_china_profile_plans_every_resource(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any], profile: str, host: str
+) -> None:
+    p = plan(catalog, resource_defaults, profile, host)
+    assert p["errors"] == []
+    kinds = {s["kind"] for s in p["probes"]}
+    assert kinds == {"apt", "pypi", "registry", "file", "hf", "ntp", "dns"}
+    registries = p["resources"]["registries"]["groups"]
+    assert {"docker.io", "registry.k8s.io", "gcr.io", "ghcr.io", "quay.io", "nvcr.io"} <= set(
+        registries
+    )
+    assert registries["registry.k8s.io"][-1]["override_path"] is True  # aliyun flat names last
+    dns = [c["url"] for c in p["resources"]["dns"]["groups"]["dns"]]
+    assert not {"8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1"} & set(dns)
+
+
+def test_apt_paths_follow_the_distribution(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any]
+) -> None:
+    urls = {
+        h: plan(catalog, resource_defaults, "tuna", h)["resources"]["apt"]["groups"]["apt"][0]
+        for h in HOST_NAMES
+    }
+    assert urls["debian12"]["url"].endswith("/debian/")
+    assert urls["debian12"]["security_url"].endswith("/debian-security/")
+    assert urls["ubuntu2204"]["url"].endswith("/ubuntu/")
+    assert urls["ubuntu2404_arm64"]["url"].endswith("/ubuntu-ports/")
+
+
+def test_cuda_repo_path(catalog: dict[str, Any], resource_defaults: dict[str, Any]) -> None:
+    defaults = {**resource_defaults, "cuda_apt": {**resource_defaults["cuda_apt"], "enabled": True}}
+    p = plan(catalog, defaults, "tuna", "ubuntu2404")
+    assert p["resources"]["cuda_apt"]["groups"]["cuda_apt"][0]["url"].endswith(
+        "/repos/ubuntu2404/x86_64/"
+    )
+    p = plan(catalog, defaults, "tuna", "debian12")
+    assert "/repos/debian12/x86_64/" in p["resources"]["cuda_apt"]["groups"]["cuda_apt"][0]["url"]
+
+
+def test_none_probes_nothing(catalog: dict[str, Any], resource_defaults: dict[str, Any]) -> None:
+    p = plan(catalog, resource_defaults, "none")
+    assert p["errors"] == [] and p["probes"] == []
+    eff = m.effective(p, m.select(p, []))
+    assert eff["apt"]["base"] == HOSTS["debian12"]["apt_origin"]["base"]
+    assert eff["registries"] == {} and eff["ntp"] == [] and eff["env"] == {}
+    files = m.files_plan(p, m.select(p, []))
+    assert files["write"] == [] and m.FACT_PATH in files["restore"]
+
+
+def test_auto_prefers_host_origin_and_cloud_vpc(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any]
+) -> None:
+    host = {**HOSTS["debian12"], "system_vendor": "Alibaba Cloud"}
+    p = m.build_plan(
+        catalog["__mirrors_catalog"],
+        profiles=catalog["__mirrors_profiles"],
+        upstream=catalog["__mirrors_upstream"],
+        defaults=resource_defaults,
+        profile="auto",
+        host=host,
+    )
+    ids = [c["id"] for c in p["resources"]["apt"]["groups"]["apt"]]
+    assert ids[:2] == ["apt_origin", "apt_aliyun_vpc"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"profile": "tsinghua"}, "mirrors_profile 'tsinghua'"),
+        ({"profile": "custom", "custom": {"apt": ["ftp://x/"]}}, "malformed candidate"),
+        ({"profile": "custom", "custom": {"pypi": ["http://"]}}, "malformed candidate"),
+        ({"profile": "custom", "custom": {"dns": ["dns.example"]}}, "expected an IP address"),
+        (
+            {"profile": "custom", "custom": {"registries": {"bad host!": ["http://x"]}}},
+            "malformed registry name",
+        ),
+        ({"profile": "tuna", "overrides": {"apt_mirror": {}}}, "unknown resource 'apt_mirror'"),
+        (
+            {"profile": "tuna", "overrides": {"pypi": {"candidates": ["no_such_id"]}}},
+            "unknown catalog id",
+        ),
+        ({"profile": "custom"}, "needs mirrors_custom_profile"),
+        ({"profile": "tuna", "on_failure": "ignore"}, "mirrors_on_failure"),
+    ],
+)
+def test_invalid_inputs_give_one_bilingual_error(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any], kwargs: dict[str, Any], needle: str
+) -> None:
+    profile = kwargs.pop("profile")
+    p = plan(catalog, resource_defaults, profile, **kwargs)
+    assert p["errors"], "expected an error"
+    assert any(needle in e["en"] for e in p["errors"]), p["errors"]
+    assert all(e["zh"] and any("\u4e00" <= ch <= "\u9fff" for ch in e["zh"]) for e in p["errors"])
+
+
+def test_selection_is_first_healthy_and_keeps_all_healthy_registries(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any]
+) -> None:
+    p = plan(catalog, resource_defaults, "tuna")
+    sel = m.select(p, healthy(p, bad=("apt_tuna", "reg_docker_daocloud")))
+    assert [c["id"] for c in sel["chosen"]["apt"]] == ["apt_ustc"]
+    assert [c["id"] for c in sel["chosen"]["docker.io"]] == ["reg_docker_1ms"]
+    assert [c["id"] for c in sel["chosen"]["registry.k8s.io"]] == [
+        "reg_k8s_daocloud",
+        "reg_k8s_nju",
+        "reg_k8s_aliyun",
+    ]
+    assert sel["failed"] == {}
+    row = next(r for r in sel["rows"] if r["candidate"].startswith("https://docker.m.daocloud.io"))
+    assert not row["chosen"] and "allowlist" in row["hint"]["en"] and "白名单" in row["hint"]["zh"]
+    assert "docker.m.daocloud.io" in sel["table"]
+
+
+def test_selection_is_deterministic(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any]
+) -> None:
+    p1 = plan(catalog, resource_defaults, "aliyun")
+    p2 = plan(catalog, resource_defaults, "aliyun")
+    assert p1["hash"] == p2["hash"]
+    assert (
+        m.select(p1, healthy(p1))["chosen"] == m.select(p2, list(reversed(healthy(p2))))["chosen"]
+    )
+    assert plan(catalog, resource_defaults, "tuna")["hash"] != p1["hash"]
+
+
+def test_failure_modes(catalog: dict[str, Any], resource_defaults: dict[str, Any]) -> None:
+    p = plan(catalog, resource_defaults, "tuna")
+    bad = ("pypi_tuna", "pypi_aliyun")
+    for mode in ("fail", "warn", "upstream"):
+        sel = m.select(p, healthy(p, bad=bad), mode)
+        assert sel["failed"] == {"pypi": mode}
+        files = m.files_plan(p, sel)
+        written = [f["dest"] for f in files["write"]]
+        assert "/etc/pip.conf" not in written
+        assert ("/etc/pip.conf" in files["restore"]) == (mode != "warn")
+
+
+def test_effective_exports_every_key(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any]
+) -> None:
+    p = plan(catalog, resource_defaults, "tuna", "ubuntu2404")
+    eff = m.effective(p, m.select(p, healthy(p)))
+    for key in (
+        "apt",
+        "cuda_repo",
+        "pypi_index",
+        "registries",
+        "files_prefix",
+        "hf_endpoint",
+        "ntp",
+        "dns",
+        "env",
+    ):
+        assert key in eff
+    assert eff["env"]["PIP_INDEX_URL"] == eff["pypi_index"] == eff["env"]["UV_DEFAULT_INDEX"]
+    assert eff["env"]["HF_ENDPOINT"] == "https://hf-mirror.com"
+    assert eff["apt"]["security"] == eff["apt"]["base"]  # Ubuntu: same archive
+    p = plan(
+        catalog,
+        {**resource_defaults, "apt": {**resource_defaults["apt"], "security": "upstream"}},
+        "tuna",
+        "ubuntu2404",
+    )
+    assert (
+        m.effective(p, m.select(p, healthy(p)))["apt"]["security"]
+        == catalog["__mirrors_upstream"]["apt_ubuntu_security"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "eff", "want"),
+    [
+        (
+            "https://github.com/a/b/releases/download/v1/x.tgz",
+            {"profile": "tuna", "files_prefix": "https://files.m.daocloud.io"},
+            "https://files.m.daocloud.io/github.com/a/b/releases/download/v1/x.tgz",
+        ),
+        (
+            "https://get.helm.sh/helm-v3.16.0-linux-amd64.tar.gz",
+            {
+                "profile": "custom",
+                "files_prefix": "http://lab:8200/",
+                "artifact_server": "http://art.lab",
+            },
+            "http://art.lab/get.helm.sh/helm-v3.16.0-linux-amd64.tar.gz",
+        ),
+        (
+            "https://raw.githubusercontent.com/o/r/v1/f.yaml?x=1",
+            {"profile": "tuna", "files_prefix": "https://files.m.daocloud.io"},
+            "https://files.m.daocloud.io/raw.githubusercontent.com/o/r/v1/f.yaml?x=1",
+        ),
+        (
+            "https://github.com/a/b",
+            {"profile": "none", "files_prefix": ""},
+            "https://github.com/a/b",
+        ),
+        ("https://github.com/a/b", {}, "https://github.com/a/b"),
+        ("https://github.com/a/b", None, "https://github.com/a/b"),
+    ],
+)
+def test_mirror_url(url: str, eff: dict[str, Any] | None, want: str) -> None:
+    assert m.mirror_url(url, eff) == want
+
+
+def test_mirror_url_filter_rejects_non_urls() -> None:
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.chutes.miner.plugins.filter.mirror import FilterModule
+
+    f = FilterModule().filters()["mirror_url"]
+    assert (
+        f("https://github.com/x", {"profile": "tuna", "files_prefix": "https://p"})
+        == "https://p/github.com/x"
+    )
+    with pytest.raises(AnsibleFilterError):
+        f("github.com/x", {"profile": "tuna", "files_prefix": "https://p"})
