@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from control_api.db.migrate import migrate
 from control_api.main import create_app
 from control_api.services.signing import body_hash, d1_headers, keypair_from_seed
 
+from tests.cli_venv import NoInterpreter, ensure_cli_venv
 from tests.standins import StandinKube, StandinValidator, free_port
 
 PG_ADMIN = os.environ.get("CONTROL_API_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -222,3 +224,12 @@ def api(
     )
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
         yield Api(live.url, http, kube, validator, settings, miner_key, redis_prefix, app)
+
+
+@pytest.fixture(scope="session")
+def cli_venv() -> Path:
+    """Venv with the real chutes-miner CLI (tests/cli_venv.py); built once per machine."""
+    try:
+        return ensure_cli_venv()
+    except NoInterpreter as exc:
+        pytest.skip(str(exc))

@@ -15,7 +15,6 @@ import psycopg2.extensions
 import pytest
 
 from tests.conftest import Api
-from tests.test_auth import CLI_PYTHON
 
 
 def body(api: Api, **overrides: Any) -> bytes:
@@ -175,13 +174,14 @@ def test_concurrent_add_node_keeps_winner(api: Api, db: psycopg2.extensions.conn
     assert api.kube.created == ["graval-gpu-0"]
 
 
-@pytest.mark.skipif(not CLI_PYTHON.exists(), reason="chutes-miner-cli venv not installed")
-def test_real_cli_commands(api: Api, db: psycopg2.extensions.connection, tmp_path: Path) -> None:
+def test_real_cli_commands(
+    api: Api, db: psycopg2.extensions.connection, tmp_path: Path, cli_venv: Path
+) -> None:
     """The real chutes-miner 0.9.0 CLI: add-node (success and failure), inventory, lock."""
     seed = "0x" + api.settings.miner_seed.get_secret_value().removeprefix("0x")
     hotkey = tmp_path / "hotkey.json"
     hotkey.write_text(json.dumps({"ss58Address": api.signer.ss58_address, "secretSeed": seed}))
-    cli = [str(CLI_PYTHON.parent / "chutes-miner")]
+    cli = [str(cli_venv / "bin" / "chutes-miner")]
     env = {**os.environ, "HOTKEY": str(hotkey), "MINER_API": api.url}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -17,8 +17,6 @@ from control_api.services.signing import d1_headers
 
 from tests.conftest import Api, LiveServer, SettingsFactory
 
-CLI_PYTHON = Path(os.environ.get("CHUTES_MINER_CLI_VENV", "/tmp/cli-venv")) / "bin" / "python"
-
 
 def _check(key: Keypair, headers: dict[str, str], now: int) -> None:
     check_headers(
@@ -126,9 +124,9 @@ def test_redis_down_is_503(make_settings: SettingsFactory, miner_key: Keypair, d
     assert resp.status_code == 503
 
 
-@pytest.mark.skipif(not CLI_PYTHON.exists(), reason="chutes-miner-cli venv not installed")
-def test_substrate_interface_signatures_verify(api: Api, tmp_path: Path) -> None:
+def test_substrate_interface_signatures_verify(api: Api, tmp_path: Path, cli_venv: Path) -> None:
     """Cross-library vector: the CLI's own sign_request (substrate-interface) against us."""
+    cli_python = cli_venv / "bin" / "python"
     hotkey = tmp_path / "hotkey.json"
     seed = "0x" + os.urandom(32).hex()
     script = (
@@ -137,7 +135,7 @@ def test_substrate_interface_signatures_verify(api: Api, tmp_path: Path) -> None
         "print(k.ss58_address)"
     )
     ss58 = subprocess.run(
-        [CLI_PYTHON, "-c", script], capture_output=True, text=True, check=True
+        [cli_python, "-c", script], capture_output=True, text=True, check=True
     ).stdout.strip()
     hotkey.write_text(json.dumps({"ss58Address": ss58, "secretSeed": seed}))
     sign = (
@@ -145,7 +143,7 @@ def test_substrate_interface_signatures_verify(api: Api, tmp_path: Path) -> None
         f"h,_=sign_request('{hotkey}',purpose='management');print(json.dumps(h))"
     )
     headers = json.loads(
-        subprocess.run([CLI_PYTHON, "-c", sign], capture_output=True, text=True, check=True).stdout
+        subprocess.run([cli_python, "-c", sign], capture_output=True, text=True, check=True).stdout
     )
     now = int(time.time())
     check_headers(
