@@ -21,7 +21,9 @@ from graval_bootstrap.config import Settings
 if TYPE_CHECKING:
     from conftest import AppFactory, Keys
 
-CLI_PYTHON = Path(os.environ.get("CHUTES_MINER_CLI_VENV", "/tmp/cli-venv")) / "bin" / "python"
+# The venv control_api/tests/cli_venv.py builds once per machine (skipped until it exists).
+CLI_VENV = os.environ.get("CHUTES_MINER_CLI_VENV", "/var/cache/chutes-miner/cli-venv-0.9.0")
+CLI_PYTHON = Path(CLI_VENV) / "bin" / "python"
 
 SIGN = """
 import json, sys
