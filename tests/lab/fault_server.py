@@ -105,6 +105,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # parallel probes: the default backlog of 5 drops SYNs (1 s retries)
 
 
 def serve(

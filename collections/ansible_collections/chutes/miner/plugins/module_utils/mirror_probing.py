@@ -236,17 +236,24 @@ def _probe_hf(spec: dict[str, Any], timeout: float) -> tuple[str, str]:
     return "HTTP 200", ""
 
 
-def _probe_ntp(spec: dict[str, Any], timeout: float) -> str:
-    packet = b"\x23" + 47 * b"\0"  # LI 0, version 4, mode 3 (client)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def _udp(host: str, port: int, payload: bytes, timeout: float) -> bytes:
+    """One datagram out, one back, within timeout."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         try:
-            sock.sendto(packet, (spec["url"], int(spec.get("port", 123))))
-            data, _ = sock.recvfrom(512)
+            sock.sendto(payload, (host, port))
+            data, _ = sock.recvfrom(4096)
         except TimeoutError as exc:
             raise _Fail("timeout", "timeout") from exc
         except OSError as exc:
             raise _Fail("unreachable", f"error: {exc}"[:80]) from exc
+    return data
+
+
+def _probe_ntp(spec: dict[str, Any], timeout: float) -> str:
+    packet = b"\x23" + 47 * b"\0"  # LI 0, version 4, mode 3 (client)
+    data = _udp(spec["url"], int(spec.get("port", 123)), packet, timeout)
     if len(data) < 48 or data[1] == 0:
         raise _Fail("content", "no valid SNTP answer (stratum 0)")
     secs = struct.unpack("!I", data[40:44])[0] - 2208988800
@@ -262,16 +269,7 @@ def _probe_dns(spec: dict[str, Any], timeout: float) -> str:
     query = (
         struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + b"\0" + struct.pack("!HH", 1, 1)
     )
-    family = socket.AF_INET6 if ":" in spec["url"] else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.sendto(query, (spec["url"], int(spec.get("port", 53))))
-            data, _ = sock.recvfrom(4096)
-        except TimeoutError as exc:
-            raise _Fail("timeout", "timeout") from exc
-        except OSError as exc:
-            raise _Fail("unreachable", f"error: {exc}"[:80]) from exc
+    data = _udp(spec["url"], int(spec.get("port", 53)), query, timeout)
     rid, flags = struct.unpack("!HH", data[:4])
     rcode = flags & 0xF
     if rid != qid or rcode not in (0, 3):

@@ -297,7 +297,7 @@ def build_plan(
         if profile == "airgap" and enabled and not any(groups.values()):
             enabled = False
         resources[res] = {
-            "enabled": enabled and bool(groups),
+            "enabled": enabled and any(groups.values()),
             "settings": settings,
             "groups": groups,
         }
