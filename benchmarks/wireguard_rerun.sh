@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# No-change rerun of playbooks/wireguard.yml on 3 and on 6 lab nodes.
+# Starts 6 lab containers (wgb-1..6) on their own podman network, converges the 3-node
+# network, times N reruns (each must report changed=0), then the same for 6 nodes, and
+# prints the medians and their ratio (target: 6-node / 3-node <= 1.3). Cleans up on exit.
+# Usage: benchmarks/wireguard_rerun.sh [N]   (default N=5; RATIO_MAX=1.3 fails above it)
+set -euo pipefail
+# shellcheck source=tests/lab/env.sh
+source "$(dirname "$0")/../tests/lab/env.sh"
+cd "$CHUTES_REPO"
+runs="${1:-5}"
+ratio_max="${RATIO_MAX:-1.3}"
+net=wgb-bench
+work="$(mktemp -d "${CHUTES_LAB_DIR}/wgb.XXXXXX")"
+nodes=(wgb-1 wgb-2 wgb-3 wgb-4 wgb-5 wgb-6)
+export ANSIBLE_NOCOLOR=1
+
+cleanup() {
+  for n in "${nodes[@]}"; do podman rm -f -t 2 "$n" >/dev/null 2>&1 || true; done
+  podman network rm -f "$net" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+podman network exists "$net" || podman network create "$net" >/dev/null
+for n in "${nodes[@]}"; do
+  podman run -d --name "$n" --hostname "$n" --network "$net" --privileged --systemd always \
+    -v "$CHUTES_LAB_DIR/id_ed25519.pub:/root/.ssh/authorized_keys:ro" \
+    --label chutes-miner-lab=benchmark "$CHUTES_LAB_IMAGE" >/dev/null
+done
+declare -A ip
+for n in "${nodes[@]}"; do
+  ip[$n]="$(podman inspect -f "{{ (index .NetworkSettings.Networks \"$net\").IPAddress }}" "$n")"
+  for _ in $(seq 1 60); do
+    if timeout 2 bash -c "exec 3<>/dev/tcp/${ip[$n]}/22" 2>/dev/null; then break; fi
+    sleep 1
+  done
+done
+
+inventory() { # $1 = node count
+  local count="$1" i=0 n
+  echo "all:"
+  echo "  vars: {ansible_user: root, ansible_ssh_private_key_file: $CHUTES_LAB_KEY, wireguard_topology: mesh, wireguard_userspace: true}"
+  echo "  children:"
+  for n in "${nodes[@]:0:count}"; do
+    i=$((i + 1))
+    if ((i == 1)); then echo "    chutes_primary:"; echo "      hosts:"; fi
+    if ((i == 2)); then echo "    chutes_workers:"; echo "      hosts:"; fi
+    echo "        $n: {ansible_host: ${ip[$n]}, chutes_external_ip: ${ip[$n]}, wireguard_address: 192.168.0.$i}"
+  done
+}
+
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+measure() { # $1 = node count; prints the median rerun seconds
+  local count="$1" inv="$work/inventory-$1.yml" log="$work/run-$1.log" i start end
+  inventory "$count" >"$inv"
+  ansible-playbook -i "$inv" playbooks/wireguard.yml >"$log" 2>&1 ||
+    { tail -40 "$log" >&2; echo "wireguard_rerun: converge on $count nodes failed" >&2; return 1; }
+  for i in $(seq 1 "$runs"); do
+    start=$(date +%s.%N)
+    ansible-playbook -i "$inv" playbooks/wireguard.yml >"$log" 2>&1 ||
+      { tail -40 "$log" >&2; return 1; }
+    end=$(date +%s.%N)
+    if grep -E 'changed=[1-9]' "$log" >&2; then echo "wireguard_rerun: rerun $i on $count nodes changed something" >&2; return 1; fi
+    echo "$end - $start" | bc -l >>"$work/times-$count"
+    echo "  $count nodes, rerun $i: $(tail -1 "$work/times-$count") s" >&2
+  done
+  median <"$work/times-$count"
+}
+
+m3="$(measure 3)"
+m6="$(measure 6)"
+ratio="$(echo "$m6 / $m3" | bc -l)"
+printf 'wireguard no-change rerun, median of %d: 3 nodes %.2f s, 6 nodes %.2f s, ratio %.2f (target <= %s)\n' \
+  "$runs" "$m3" "$m6" "$ratio" "$ratio_max"
+(($(echo "$ratio <= $ratio_max" | bc -l)))
