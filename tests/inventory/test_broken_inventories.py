@@ -13,7 +13,7 @@ import copy
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,11 +352,10 @@ def failure_lines(result: dict[str, Any]) -> list[str]:
     pytest.fail("no failed task in the run")
 
 
-@pytest.fixture(scope="module")
-def etc_before(inventory_nodes: Nodes) -> Iterator[dict[str, str]]:
-    before = inventory_nodes.etc_checksums()
-    yield before
-    assert inventory_nodes.etc_checksums() == before, "a broken inventory changed a lab node"
+@pytest.fixture
+def etc_before(inventory_nodes: Nodes) -> dict[str, str]:
+    """Checksums of /etc on every lab node, taken right before the case runs."""
+    return inventory_nodes.etc_checksums()
 
 
 @pytest.mark.lab
@@ -401,5 +400,4 @@ def test_broken_inventory(
         )  # fmt: skip
         assert match is not None, f"missing [{host}] {english} / {chinese} in {lines}"
         unmatched.remove(match)
-    if case.playbook == "site.yml":
-        assert inventory_nodes.etc_checksums() == etc_before
+    assert inventory_nodes.etc_checksums() == etc_before, "a broken inventory changed a lab node"
