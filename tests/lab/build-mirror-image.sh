@@ -105,11 +105,12 @@ for applet in sh ls cat echo sleep true wget; do ln -sf busybox "$work/bb/bin/$a
 declare -A seeds=(
   [library/busybox:latest]='["/bin/sh"]'
   [pause:3.7]='["/bin/sleep","2147483647"]'
+  [pause:3.10]='["/bin/sleep","2147483647"]'
   [parachutes/miner:lab]='["/bin/sh","-c","echo chutes miner lab stand-in; sleep 2147483647"]'
 )
 echo "{" >"$work/images.json"
 first=1
-for ref in library/busybox:latest pause:3.7 parachutes/miner:lab; do
+for ref in library/busybox:latest pause:3.7 pause:3.10 parachutes/miner:lab; do
   local_ref="localhost/chutes-lab-seed/busybox:${ref//[:\/]/-}"
   tar -C "$work/bb" -c bin | podman import -q --change "CMD ${seeds[$ref]}" \
     --change "LABEL chutes-miner-lab.seed=$ref" - "$local_ref" >/dev/null

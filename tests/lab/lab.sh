@@ -55,7 +55,11 @@ start_container() { # name ip image [extra podman args...]
     podman start "$name" >/dev/null 9>&-
     return 0
   fi
-  podman run -d --name "$name" --hostname "$name" --network "$network" --ip "$ip" \
+  # A fixed MAC per address: a recreated container keeps its neighbours' ARP entries valid.
+  local octets mac
+  IFS=. read -ra octets <<<"$ip"
+  mac="$(printf '02:42:%02x:%02x:%02x:%02x' "${octets[@]}")"
+  podman run -d --name "$name" --hostname "$name" --network "$network" --ip "$ip" --mac-address "$mac" \
     --privileged --systemd=always --label "$label" --stop-timeout 2 \
     -v "$CHUTES_LAB_KEY.pub:/root/.ssh/authorized_keys:ro" "$@" "$image" >/dev/null 9>&-
   log "started $name ($ip)"
@@ -129,7 +133,7 @@ cmd_down() {
   ids="$(podman ps -aq --filter "label=$label")"
   if [[ -n "$ids" ]]; then
     # shellcheck disable=SC2086 # one id per word
-    podman rm -f -t 2 $ids >/dev/null
+    podman rm -f -t 2 $ids 2>&1 >/dev/null | grep -v 'resorting to SIGKILL' >&2 || true
     log "removed containers: $(echo "$ids" | wc -l)"
   fi
   if podman network exists "$network"; then
