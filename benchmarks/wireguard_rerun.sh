@@ -37,6 +37,10 @@ for n in "${nodes[@]}"; do
   done
 done
 
+# The lab image ships without apt lists (as in molecule/shared/prepare.yml).
+for n in "${nodes[@]}"; do podman exec "$n" apt-get update -qq >/dev/null & done
+wait
+
 inventory() { # $1 = node count
   local count="$1" i=0 n
   echo "all:"
