@@ -144,9 +144,7 @@ def engine(runs: int, timeout: float) -> dict[str, Any]:
 
 
 def role(inventory: str, playbook: str, limit: str | None, runs: int) -> dict[str, Any]:
-    env = dict(
-        os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CALLBACKS_ENABLED=""
-    )
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
     env["ANSIBLE_COLLECTIONS_PATH"] = f"{REPO}/collections:" + env.get(
         "ANSIBLE_COLLECTIONS_PATH", ""
     )
