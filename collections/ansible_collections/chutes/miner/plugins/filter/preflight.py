@@ -16,7 +16,7 @@ DOCUMENTATION = r"""
 name: preflight_row
 author: chutes.miner developers
 version_added: 0.1.0
-short_description: Helpers for chutes.miner.preflight (path_parents, busy_ports, sysctl_after, preflight_row)
+short_description: Helpers for chutes.miner.preflight host checks
 description:
   - C(path_parents) lists a path and its parents; C(busy_ports) returns C(port/proto held by
     name[pid]) strings; C(sysctl_after) keeps files ordered after a drop-in; C(preflight_row)
@@ -77,7 +77,9 @@ def sysctl_after(paths: Iterable[str], dropin: str) -> list[str]:
     )
 
 
-def preflight_row(row: Mapping[str, Any], fixes: Mapping[str, Mapping[str, str]] | None = None) -> str:
+def preflight_row(
+    row: Mapping[str, Any], fixes: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
     mark = "ok  " if row.get("ok") else "FAIL"
     line = f"{mark} {row.get('check', '?'):<11} {str(row.get('detail', '')).strip()}"
     fix = (fixes or {}).get(str(row.get("check")))
