@@ -118,9 +118,16 @@ cmd_up() {
   log "ansible-playbook -i inventories/lab playbooks/site.yml (log: $state_dir/site.log)"
   cd "$CHUTES_REPO"
   set +e
+  # Full task output goes to site.log; the terminal shows changed or failed
+  # tasks, the recap and the summary table (set LAB_VERBOSE=1 for everything).
   ANSIBLE_LOG_PATH="$state_dir/site.log" ANSIBLE_DISPLAY_SKIPPED_HOSTS=false \
-    ansible-playbook -i inventories/lab playbooks/site.yml "$@"
+    ANSIBLE_DISPLAY_OK_HOSTS="${LAB_VERBOSE:-false}" \
+    ansible-playbook -i inventories/lab playbooks/site.yml --skip-tags chutes_summary "$@"
   rc=$?
+  if ((rc == 0)); then
+    ANSIBLE_LOG_PATH="$state_dir/site.log" ANSIBLE_DISPLAY_SKIPPED_HOSTS=false \
+      ansible-playbook -i inventories/lab playbooks/summary.yml || rc=$?
+  fi
   set -e
   end=$(date +%s)
   log "site.yml rc=$rc in $((end - start)) s (nodes + playbooks)"
