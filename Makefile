@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(LAB) tests/timed lint-ruff ruff check .
 	$(LAB) tests/timed lint-ruff-format ruff format --check .
 	$(LAB) tests/timed lint-mypy tests/mypy-packages
-	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/run-molecule.sh tests/timed tests/mypy-packages .ci/run
+	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/*.sh tests/timed tests/mypy-packages benchmarks/*.sh .ci/run
 
 pytest: $(STAMP) host
 	$(LAB) tests/timed pytest-repo python -m pytest -q -n 2 tests
