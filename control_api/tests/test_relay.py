@@ -23,6 +23,23 @@ from control_api.services.signing import d2_message, verify
 from tests.standins import StandinValidator, free_port
 
 
+def redis_argv(port: int, data_dir: Any) -> list[str]:
+    """A private redis-server with an append-only file, so a restart keeps its data."""
+    return [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--dir",
+        str(data_dir),
+    ]
+
+
 @pytest.fixture()
 def own_redis(tmp_path: Any) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
     if shutil.which("redis-server") is None:
@@ -33,19 +50,7 @@ def own_redis(tmp_path: Any) -> Iterator[tuple[int, list[subprocess.Popen[bytes]
     def start() -> None:
         procs.append(
             subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--dir",
-                    str(tmp_path),
-                ],
+                redis_argv(port, tmp_path),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -122,19 +127,7 @@ def test_relay_end_to_end(
         await asyncio.to_thread(
             lambda: procs.append(
                 subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "yes",
-                        "--dir",
-                        str(tmp_path),
-                    ],
+                    redis_argv(port, tmp_path),
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )

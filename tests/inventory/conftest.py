@@ -54,21 +54,7 @@ class Nodes:
 
     def ssh(self, node: Node, command: str) -> str:
         proc = subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(self.key),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "LogLevel=ERROR",
-                f"root@{node.address}",
-                command,
-            ],
+            [*_SSH, "-i", str(self.key), f"root@{node.address}", command],
             capture_output=True,
             text=True,
             timeout=60,
