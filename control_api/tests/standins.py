@@ -13,8 +13,10 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from control_api.clients.k8s import GravalSpec, GravalState, NodeInfo
+from control_api.clients.k8s import GravalSpec, GravalState, NodeInfo, build_kubeconfig
 from control_api.services.signing import body_hash, d1_message, d2_message, verify
+
+STANDIN_CA = b"-----BEGIN CERTIFICATE-----\nc3RhbmQtaW4=\n-----END CERTIFICATE-----\n"
 
 
 def free_port() -> int:
@@ -48,6 +50,7 @@ class ValidatorState:
     deleted: list[str] = field(default_factory=list)
     auth_errors: list[str] = field(default_factory=list)
     socket_auths: list[dict[str, Any]] = field(default_factory=list)
+    socket_auth_at: list[float] = field(default_factory=list)
     reject_socket_auth: bool = False
     poll_count: int = 0
 
@@ -137,6 +140,7 @@ class StandinValidator:
         @self.sio.on("authenticate")  # type: ignore[untyped-decorator]
         async def authenticate(sid: str, data: dict[str, Any]) -> None:
             self.state.socket_auths.append(data)
+            self.state.socket_auth_at.append(time.monotonic())
             hotkey = data.get("X-Chutes-Hotkey", "")
             nonce = data.get("X-Chutes-Nonce", "")
             sig = data.get("X-Chutes-Signature", "")
@@ -174,6 +178,14 @@ class StandinValidator:
     def broadcast(self, reason: str, data: dict[str, Any]) -> None:
         self.call(self.sio.emit("miner_broadcast", {"reason": reason, "data": data}, room="miners"))
 
+    def authenticated_clients(self) -> int:
+        """Sockets that passed `authenticate` and are still connected."""
+
+        async def _count() -> int:
+            return len(list(self.sio.manager.get_participants("/", "miners")))
+
+        return int(self.call(_count()))
+
     def drop_clients(self) -> None:
         async def _drop() -> None:
             for sid in list(self.sio.manager.get_participants("/", "miners")):
@@ -201,6 +213,9 @@ class StandinKube:
     created: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     create_delay_s: float = 0.0
+    delete_delay_s: float = 0.0
+    service_accounts: set[str] = field(default_factory=lambda: {"chutes-operator"})
+    tokens_issued: list[tuple[str, int]] = field(default_factory=list)
     _polls: int = 0
 
     def add_node(self, name: str, uid: str, gpus: int = 2, **overrides: Any) -> NodeInfo:
@@ -245,4 +260,19 @@ class StandinKube:
         return self.devices_url
 
     def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
+        time.sleep(self.delete_delay_s)
         self.deleted.append(spec.job_name)
+
+    def service_account_kubeconfig(
+        self, service_account: str, server: str, ttl_s: int
+    ) -> dict[str, Any] | None:
+        if service_account not in self.service_accounts:
+            return None
+        self.tokens_issued.append((service_account, ttl_s))
+        return build_kubeconfig(
+            server=server,
+            ca_pem=STANDIN_CA,
+            namespace="chutes",
+            user=service_account,
+            token=f"stand-in-token-{len(self.tokens_issued)}",
+        )

@@ -7,6 +7,7 @@ import os
 import subprocess
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ def post(api: Api, raw: bytes) -> tuple[int, list[dict[str, str]], bool]:
     return 200, events, clean
 
 
+def settle(api: Api) -> None:
+    """Wait for the background bootstraps: the stream ends before their cleanup does."""
+    for thread in api.app.state.res.add_node.threads:
+        thread.join(30)
+
+
 def servers(db: psycopg2.extensions.connection) -> list[tuple[str, str]]:
     with db.cursor() as cur:
         cur.execute("SELECT server_id, status FROM servers")
@@ -63,6 +70,7 @@ def test_happy_path(api: Api, db: psycopg2.extensions.connection) -> None:
     assert any("discovered 2 GPUs" in e["message"] for e in events)
     assert servers(db) == [("uid-0", "Ready")]
     assert api.kube.labels_set["gpu-0"]["gpu-short-ref"] == "h200"
+    settle(api)
     assert api.kube.deleted == ["graval-gpu-0"]
     reg = api.validator.state.registered[0]
     assert reg["server_id"] == "uid-0" and reg["nodes"][1]["device_index"] == 1
@@ -135,12 +143,55 @@ def test_failure_cleans_up(api: Api, db: psycopg2.extensions.connection, failure
     assert status == 200 and not clean  # aborted without the final chunk: the CLI exits non-zero
     assert events[-1]["message"].startswith("bootstrap failed: ")
     assert "Traceback" not in events[-1]["message"]
+    settle(api)
     assert servers(db) == []
     assert api.kube.deleted == ["graval-gpu-0"]
     if failure == "verification":
         assert sorted(api.validator.state.deleted) == [f"{i:032x}" for i in range(2)]
     # the name is free again: a retry is possible
     assert api.get("/servers/").json() == []
+
+
+def _gaps(events: list[dict[str, str]]) -> list[float]:
+    times = [datetime.fromisoformat(e["timestamp"]) for e in events]
+    return [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+
+
+def test_heartbeat_while_the_bootstrap_blocks(api: Api, db: psycopg2.extensions.connection) -> None:
+    """§2.4: an event at least every heartbeat (≤ 15 s) even while a single call blocks."""
+    api.kube.add_node("gpu-0", "uid-0")
+    api.kube.create_delay_s = 2.5  # heartbeat 0.5 s in the tests
+    status, events, clean = post(api, body(api))
+    assert status == 200 and clean
+    assert events[-1]["message"].startswith("completed server bootstrapping in")
+    assert any(e["message"].startswith("still working: ") for e in events)
+    assert max(_gaps(events)) < 1.5, _gaps(events)
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure"])
+def test_stream_ends_before_graval_cleanup(
+    api: Api, db: psycopg2.extensions.connection, outcome: str
+) -> None:
+    """The outcome event is the last one and ends the response at once; the graval objects
+    are deleted afterwards, and the node stays taken (409) until they are gone."""
+    api.kube.add_node("gpu-0", "uid-0")
+    api.kube.delete_delay_s = 3.0
+    if outcome == "failure":
+        api.validator.state.statuses = ["failed"]
+    started = time.monotonic()
+    status, events, clean = post(api, body(api))
+    assert time.monotonic() - started < 2.5
+    assert status == 200 and clean is (outcome == "success")
+    last = events[-1]["message"]
+    assert last.startswith("completed server" if outcome == "success" else "bootstrap failed: ")
+    assert not any(e["message"].startswith("still working") for e in events[-2:])
+    assert post(api, body(api))[0] == 409  # cleanup still running
+    settle(api)
+    assert api.kube.deleted == ["graval-gpu-0"]
+    if outcome == "failure":
+        api.validator.state.statuses = ["verified"]
+        api.kube.delete_delay_s = 0.0
+        assert post(api, body(api))[2] is True  # free again: a retry succeeds
 
 
 def test_disconnect_does_not_cancel(api: Api, db: psycopg2.extensions.connection) -> None:

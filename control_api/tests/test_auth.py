@@ -9,13 +9,17 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg2.extensions
 import pytest
+import redis
 from bittensor_wallet import Keypair
+from control_api.clients.events import EventPublisher
 from control_api.main import create_app
 from control_api.services.auth import AuthError, check_headers
-from control_api.services.signing import d1_headers
+from control_api.services.signing import body_hash, d1_headers
 
 from tests.conftest import Api, LiveServer, SettingsFactory
+from tests.test_routes import seed_inventory
 
 
 def _check(key: Keypair, headers: dict[str, str], now: int) -> None:
@@ -114,14 +118,50 @@ def test_bad_auth_wins_over_bad_body(api: Api) -> None:
     )
 
 
+AUTHENTICATED = [
+    ("GET", "/servers/", "management"),
+    ("POST", "/servers/", "body"),
+    ("GET", "/servers/node-0/lock", "management"),
+    ("GET", "/servers/node-0/unlock", "management"),
+    ("GET", "/servers/node-0/delete_preflight", "management"),
+    ("DELETE", "/servers/node-0", "management"),
+    ("DELETE", "/servers/node-0/deployments", "management"),
+    ("DELETE", "/deployments/purge", "management"),
+    ("DELETE", "/deployments/00000000-0000-4000-8000-000000000000", "management"),
+    ("GET", "/servers/kubeconfig", "kubeconfig"),
+]
+
+
 def test_redis_down_is_503(make_settings: SettingsFactory, miner_key: Keypair, db: object) -> None:
+    """Every authenticated route: no replay cache, no request (§1.3 step 7)."""
     settings = make_settings(redis_url="redis://127.0.0.1:1/0")
     from tests.standins import StandinKube
 
     app = create_app(settings, kube=StandinKube(devices_url="http://127.0.0.1:1"))
-    with LiveServer(app) as live:
-        resp = httpx.get(live.url + "/servers/", headers=d1_headers(miner_key, "management"))
-    assert resp.status_code == 503
+    body = b'{"name": "gpu-0", "validator": "v", "hourly_cost": 1, "gpu_short_ref": "h200"}'
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=10) as http:
+        for method, path, purpose in AUTHENTICATED:
+            content = body if purpose == "body" else None
+            x = body_hash(body) if purpose == "body" else purpose
+            resp = http.request(method, path, content=content, headers=d1_headers(miner_key, x))
+            assert resp.status_code == 503, (method, path)
+        assert http.get("/ping").status_code == 200
+
+
+def test_event_bus_down_after_auth_is_503(api: Api, db: psycopg2.extensions.connection) -> None:
+    """Redis lost between the replay check and the publish: 503, never 500, nothing done."""
+    seed_inventory(db, api.validator.hotkey, servers=1)
+    res = api.app.state.res
+    res.events = EventPublisher(redis.Redis(port=1, socket_connect_timeout=1), api.prefix)
+    for path in (
+        "/servers/node-0",
+        "/servers/node-0/deployments",
+        "/deployments/purge",
+        f"/deployments/{api.get('/servers/').json()[0]['deployments'][0]['deployment_id']}",
+    ):
+        resp = api.delete(path)
+        assert resp.status_code == 503, path
+        assert resp.json() == {"detail": "event bus unavailable"}
 
 
 def test_substrate_interface_signatures_verify(api: Api, tmp_path: Path, cli_venv: Path) -> None:

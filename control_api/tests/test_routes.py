@@ -135,38 +135,95 @@ def test_delete_preflight_with_jobs(api: Api, db: psycopg2.extensions.connection
     assert api.get("/servers/missing/delete_preflight").status_code == 404
 
 
+class Published:
+    """What the API published for gepetto (§5): the `miner_events` channel and the stream."""
+
+    def __init__(self, api: Api) -> None:
+        self._r = redis.Redis.from_url(REDIS_URL)
+        self._stream = api.prefix + "miner_events_stream"
+        self._sub = self._r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._sub.subscribe(api.prefix + "miner_events")
+        self._sub.get_message(timeout=1)  # the subscribe confirmation
+
+    def take(self) -> list[dict[str, Any]]:
+        """Events since the last call; the channel and the stream must agree."""
+        channel = []
+        while (msg := self._sub.get_message(timeout=0.5)) is not None:
+            channel.append(json.loads(msg["data"]))
+        entries: Any = self._r.xrange(self._stream)
+        self._r.delete(self._stream)
+        assert [json.loads(e[1][b"event"]) for e in entries] == channel
+        return channel
+
+    def close(self) -> None:
+        self._sub.close()
+        self._r.close()
+
+
 def test_delete_server_publishes(api: Api, db: psycopg2.extensions.connection) -> None:
     seed_inventory(db, api.validator.hotkey, servers=1)
-    r = redis.Redis.from_url(REDIS_URL)
+    published = Published(api)
     resp = api.delete("/servers/node-0")
     assert resp.status_code == 200 and resp.json()["status"] == "started"
-    events: Any = r.xrange(api.prefix + "miner_events_stream")
-    assert json.loads(events[-1][1][b"event"]) == {
-        "event_type": "server_deleted",
-        "event_data": {"server_id": "uid-0"},
-    }
+    assert published.take() == [
+        {"event_type": "server_deleted", "event_data": {"server_id": "uid-0"}}
+    ]
     assert api.delete("/servers/node-0x").status_code == 404
+    assert published.take() == []
+    published.close()
     with db.cursor() as cur:  # the API never deletes: gepetto undeploys first
         cur.execute("SELECT count(*) FROM servers")
         assert cur.fetchone() == (1,)
 
 
+def _undeploy(ids: list[str], reason: str) -> dict[str, Any]:
+    return {
+        "event_type": "undeploy_requested",
+        "event_data": {"deployment_ids": ids, "reason": reason},
+    }
+
+
 def test_purges(api: Api, db: psycopg2.extensions.connection) -> None:
+    """Purges only publish `undeploy_requested` (§2.2, §5, §9.2); the rows stay for gepetto."""
     seed_inventory(db, api.validator.hotkey, servers=2, jobs=1)
+    published = Published(api)
     out = PurgeOut.model_validate(api.delete("/servers/node-0/deployments").json())
     assert out.status == "initiated" and len(out.deployments_purged) == 3
     assert all(p.server_name == "node-0" for p in out.deployments_purged)
+    ids = [p.deployment_id for p in out.deployments_purged]
+    assert published.take() == [_undeploy(ids, "purge server node-0")]
     assert api.delete("/servers/ghost/deployments").status_code == 404
     all_non_jobs = api.delete("/deployments/purge").json()["deployments_purged"]
     assert len(all_non_jobs) == 6
+    ids = [p["deployment_id"] for p in all_non_jobs]
+    assert published.take() == [_undeploy(ids, "purge all")]
     with_jobs = api.http.delete(
         "/deployments/purge", params={"include_jobs": "true"}, headers=api.headers()
     ).json()["deployments_purged"]
     assert len(with_jobs) == 8
+    assert published.take() == [_undeploy([p["deployment_id"] for p in with_jobs], "purge all")]
     job_dep = next(p["deployment_id"] for p in with_jobs if p not in all_non_jobs)
     one = PurgeOneOut.model_validate(api.delete(f"/deployments/{job_dep}").json())
     assert one.deployment_purged.job_id is not None
+    assert published.take() == [_undeploy([job_dep], "purge deployment")]
     assert api.delete(f"/deployments/{uuid.uuid4()}").status_code == 404
+    assert published.take() == []
+    published.close()
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM deployments")
+        assert cur.fetchone() == (8,)
+
+
+def test_purge_of_nothing_publishes_nothing(api: Api, db: psycopg2.extensions.connection) -> None:
+    seed_inventory(db, api.validator.hotkey, servers=1, deployments=0)
+    published = Published(api)
+    assert api.delete("/servers/node-0/deployments").json() == {
+        "status": "initiated",
+        "deployments_purged": [],
+    }
+    assert api.delete("/deployments/purge").json()["deployments_purged"] == []
+    assert published.take() == []
+    published.close()
 
 
 def test_kubeconfig_optional(api: Api) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from control_api.services.signing import keypair_from_seed
 
 _SS58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{47,48}$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
 
 
@@ -45,7 +48,7 @@ class Settings(BaseSettings):
 
     miner_ss58: str
     miner_seed: SecretStr
-    validators: ValidatorsConfig
+    validators: Annotated[ValidatorsConfig, NoDecode]  # JSON parsed below: errors name it
     postgresql: SecretStr
     redis_url: str
     chutes_namespace: str = "chutes"
@@ -61,6 +64,12 @@ class Settings(BaseSettings):
     event_stream_maxlen: int = Field(default=100_000, ge=100)
     sse_heartbeat_s: float = Field(default=10.0, gt=0, le=15.0)
     verification_poll_s: float = Field(default=1.5, gt=0, le=2.0)
+    relay_lease_ttl_s: float = Field(default=15.0, ge=0.5, le=300.0)
+    # GET /servers/kubeconfig (sync-kubeconfig): a token for this namespace-scoped service
+    # account, for the API server at KUBECONFIG_SERVER; unset = the route answers 404.
+    kubeconfig_service_account: str = ""
+    kubeconfig_server: str = ""
+    kubeconfig_token_ttl_s: int = Field(default=86_400, ge=600, le=2_592_000)
 
     @field_validator("validators", mode="before")
     @classmethod
@@ -92,6 +101,26 @@ class Settings(BaseSettings):
         if len(token) < 16 or token.lower() in _PLACEHOLDERS:
             raise ValueError("REGISTRY_AUTH_TOKEN must be a real secret of >= 16 characters")
         return value
+
+    @field_validator("kubeconfig_service_account")
+    @classmethod
+    def _service_account(cls, value: str) -> str:
+        if value and not _DNS_SUBDOMAIN.match(value):
+            raise ValueError("KUBECONFIG_SERVICE_ACCOUNT is not a service account name")
+        return value
+
+    @field_validator("kubeconfig_server")
+    @classmethod
+    def _kube_server(cls, value: str) -> str:
+        if value and not re.match(r"^https://[^/\s]+(/\S*)?$", value):
+            raise ValueError("KUBECONFIG_SERVER is not an https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _kubeconfig_complete(self) -> Settings:
+        if self.kubeconfig_service_account and not self.kubeconfig_server:
+            raise ValueError("KUBECONFIG_SERVER is required with KUBECONFIG_SERVICE_ACCOUNT")
+        return self
 
     @model_validator(mode="after")
     def _seed_matches(self) -> Settings:

@@ -11,6 +11,7 @@ import redis.exceptions
 from fastapi import Depends, HTTPException, Request
 
 from control_api.clients.events import EventPublisher, RedisReplayStore
+from control_api.clients.k8s import KubeClient
 from control_api.config import Settings
 from control_api.db.pool import Database
 from control_api.metrics import AUTH_FAILURES
@@ -29,6 +30,7 @@ class Resources:
     replay: RedisReplayStore
     events: EventPublisher
     add_node: AddNodeService
+    kube: KubeClient
 
 
 def get_resources(request: Request) -> Resources:

@@ -92,6 +92,7 @@ def create_app(
             add_node=AddNodeService(
                 settings, db, kclient, vclient, graval or HttpGravalClient(keypair)
             ),
+            kube=kclient,
         )
         log.info("api.started", extra={"version": __version__})
         try:

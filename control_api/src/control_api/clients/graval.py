@@ -36,6 +36,7 @@ class HttpGravalClient:
                     f"{base_url.rstrip('/')}/devices",
                     headers=d1_headers(self._signer, "graval"),
                     timeout=5.0,
+                    trust_env=False,  # an in-cluster Service: never via HTTPS_PROXY/HTTP_PROXY
                 )
                 if resp.status_code == 200:
                     return DevicesReply.model_validate_json(resp.content).devices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -57,6 +58,34 @@ class GravalSpec:
         return f"graval-service-{self.nice}"
 
 
+def build_kubeconfig(
+    *, server: str, ca_pem: bytes | None, namespace: str, user: str, token: str
+) -> dict[str, Any]:
+    """A one-context kubeconfig (the shape `chutes-miner sync-kubeconfig` writes as YAML)."""
+    cluster: dict[str, Any] = {"server": server}
+    if ca_pem:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    context = f"chutes-{namespace}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": cluster}],
+        "users": [{"name": f"{context}-{user}", "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": context,
+                "context": {
+                    "cluster": context,
+                    "user": f"{context}-{user}",
+                    "namespace": namespace,
+                },
+            }
+        ],
+        "current-context": context,
+        "preferences": {},
+    }
+
+
 class KubeClient(Protocol):
     def get_node(self, name: str) -> NodeInfo | None: ...
 
@@ -75,6 +104,13 @@ class KubeClient(Protocol):
     def graval_url(self, spec: GravalSpec) -> str: ...
 
     def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None: ...
+
+    def service_account_kubeconfig(
+        self, service_account: str, server: str, ttl_s: int
+    ) -> dict[str, Any] | None:
+        """Kubeconfig with a fresh token (TokenRequest) of a service account in the namespace;
+        None when the account does not exist."""
+        ...
 
 
 class KubeUnavailable(Exception):
@@ -112,6 +148,12 @@ class UnavailableKube:
 
     def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
         self._fail()
+
+    def service_account_kubeconfig(
+        self, service_account: str, server: str, ttl_s: int
+    ) -> dict[str, Any] | None:
+        self._fail()
+        return None
 
 
 def _quantity_gib(value: str) -> float:
@@ -284,3 +326,33 @@ class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the co
             if not pods.items:
                 return
             time.sleep(2)
+
+    def service_account_kubeconfig(
+        self, service_account: str, server: str, ttl_s: int
+    ) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        c = self._client
+        request = c.AuthenticationV1TokenRequest(
+            spec=c.V1TokenRequestSpec(audiences=[], expiration_seconds=ttl_s)
+        )
+        try:
+            issued = self._core.create_namespaced_service_account_token(
+                service_account, self._ns, request
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        ca_path = self._core.api_client.configuration.ssl_ca_cert
+        ca_pem = None
+        if ca_path:
+            with open(ca_path, "rb") as fh:
+                ca_pem = fh.read()
+        return build_kubeconfig(
+            server=server,
+            ca_pem=ca_pem,
+            namespace=self._ns,
+            user=service_account,
+            token=issued.status.token,
+        )

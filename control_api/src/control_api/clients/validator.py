@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Protocol
 
 import httpx
@@ -33,10 +34,13 @@ class ValidatorClient(Protocol):
 class HttpValidatorClient:
     """httpx client: verifies TLS, honours HTTPS_PROXY/NO_PROXY (trust_env)."""
 
-    def __init__(self, signer: Signer, timeout_s: float = 30.0, retries: int = 3) -> None:
+    def __init__(
+        self, signer: Signer, timeout_s: float = 30.0, retries: int = 3, pause_s: float = 1.0
+    ) -> None:
         self._signer = signer
         self._http = httpx.Client(timeout=timeout_s, trust_env=True, verify=True)
         self._retries = retries
+        self._pause_s = pause_s
 
     def close(self) -> None:
         self._http.close()
@@ -45,7 +49,9 @@ class HttpValidatorClient:
         self, method: str, url: str, *, purpose: str | None = None, body: bytes | None = None
     ) -> httpx.Response:
         last: ValidatorError | None = None
-        for _ in range(self._retries):
+        for attempt in range(self._retries):
+            if attempt:  # only network errors and 5xx are retried, with a growing pause
+                time.sleep(self._pause_s * attempt)
             headers = d2_headers(
                 self._signer, body_hash(body) if body is not None else purpose or ""
             )

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Response
 
 from control_api.db import queries
 from control_api.deps import Management, ResDep
-from control_api.metrics import EVENTS
+from control_api.routers.events import publish
 from control_api.schemas.api import Detail, PurgeOneOut, PurgeOut
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
@@ -17,8 +17,7 @@ def purge_all(_: Management, res: ResDep, include_jobs: bool = False) -> Respons
     with res.db.connection() as conn:
         ids, items = queries.purge_items_json(conn, server_id=None, include_jobs=include_jobs)
     if ids:
-        res.events.publish("undeploy_requested", {"deployment_ids": ids, "reason": "purge all"})
-        EVENTS.labels(event_type="undeploy_requested").inc()
+        publish(res, "undeploy_requested", {"deployment_ids": ids, "reason": "purge all"})
     return Response(
         '{"status": "initiated", "deployments_purged": ' + items + "}",
         media_type="application/json",
@@ -34,10 +33,9 @@ def purge_one(deployment_id: str, _: Management, res: ResDep) -> Response:
         text = queries.deployment_json(conn, deployment_id)
     if text is None:
         raise HTTPException(404, "Deployment not found")
-    res.events.publish(
-        "undeploy_requested", {"deployment_ids": [deployment_id], "reason": "purge deployment"}
+    publish(
+        res, "undeploy_requested", {"deployment_ids": [deployment_id], "reason": "purge deployment"}
     )
-    EVENTS.labels(event_type="undeploy_requested").inc()
     return Response(
         b'{"status":"initiated","deployment_purged":' + text + b"}", media_type="application/json"
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -12,9 +14,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from control_api.clients.k8s import KubeUnavailable
 from control_api.db import queries
 from control_api.deps import BodyAuth, Kubeconfig, Management, ResDep
-from control_api.metrics import EVENTS
+from control_api.routers.events import publish
 from control_api.schemas.api import (
     AddNodeBody,
     DeleteServerOut,
@@ -25,6 +28,7 @@ from control_api.schemas.api import (
 )
 from control_api.services.bootstrap import AddNodeRefused, AddNodeRequest, Attempt, sse_event
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/servers", tags=["servers"])
 _JSON = "application/json"
 _401: dict[int | str, dict[str, Any]] = {401: {"model": Detail}}
@@ -49,10 +53,29 @@ def list_servers(_: Management, res: ResDep) -> Response:
         return _json(queries.list_servers_json(conn))
 
 
-@router.get("/kubeconfig", responses={200: {"model": dict[str, object]}, **_404})
-def kubeconfig(_: Kubeconfig) -> Response:
-    # Optional route (sync-kubeconfig); this deployment hands out no kubeconfig.
-    raise HTTPException(404, "kubeconfig is not served by this miner")
+@router.get(
+    "/kubeconfig",
+    responses={200: {"model": dict[str, object]}, 503: {"model": Detail}, **_404},
+)
+def kubeconfig(_: Kubeconfig, res: ResDep) -> Response:
+    """Optional (sync-kubeconfig): a kubeconfig for the configured namespace-scoped service
+    account with a fresh token; 404 when none is configured or the account does not exist."""
+    s = res.settings
+    if not s.kubeconfig_service_account:
+        raise HTTPException(404, "kubeconfig is not served by this miner")
+    try:
+        config = res.kube.service_account_kubeconfig(
+            s.kubeconfig_service_account, s.kubeconfig_server, s.kubeconfig_token_ttl_s
+        )
+    except KubeUnavailable:
+        raise HTTPException(503, "kubernetes is not available") from None
+    if config is None:
+        raise HTTPException(404, "kubeconfig service account not found")
+    log.info(
+        "api.kubeconfig_issued",
+        extra={"service_account": s.kubeconfig_service_account, "ttl_s": s.kubeconfig_token_ttl_s},
+    )
+    return JSONResponse(config, headers={"Cache-Control": "no-store"})
 
 
 def _set_lock(res: ResDep, id_or_name: str, locked: bool) -> Response:
@@ -85,8 +108,7 @@ def delete_preflight(id_or_name: str, _: Management, res: ResDep) -> Response:
 @router.delete("/{id_or_name}", responses={200: {"model": DeleteServerOut}, **_404})
 def delete_server(id_or_name: str, _: Management, res: ResDep) -> DeleteServerOut:
     ref = _server_or_404(res, id_or_name)
-    res.events.publish("server_deleted", {"server_id": ref.server_id})
-    EVENTS.labels(event_type="server_deleted").inc()
+    publish(res, "server_deleted", {"server_id": ref.server_id})
     return DeleteServerOut(
         status="started",
         detail=f"Deletion of server {ref.name} ({ref.server_id}) started; gepetto undeploys first",
@@ -99,10 +121,9 @@ def purge_server(id_or_name: str, _: Management, res: ResDep) -> Response:
     with res.db.connection() as conn:
         ids, items = queries.purge_items_json(conn, server_id=ref.server_id, include_jobs=False)
     if ids:
-        res.events.publish(
-            "undeploy_requested", {"deployment_ids": ids, "reason": f"purge server {ref.name}"}
+        publish(
+            res, "undeploy_requested", {"deployment_ids": ids, "reason": f"purge server {ref.name}"}
         )
-        EVENTS.labels(event_type="undeploy_requested").inc()
     return _json('{"status": "initiated", "deployments_purged": ' + items + "}")
 
 
@@ -152,12 +173,18 @@ class BootstrapFailed(Exception):
 
 
 async def _tail(attempt: Attempt, heartbeat_s: float) -> AsyncIterator[bytes]:
+    """Every event of the attempt, and one at least every `heartbeat_s` whatever the bootstrap
+    is blocked on (contract §2.4: one per 15 s); ends when the attempt reports its outcome."""
     index = 0
+    last = "working"
     while True:
         events, done = await asyncio.to_thread(attempt.progress.wait_from, index, heartbeat_s)
         index += len(events)
         for ts, message in events:
             yield sse_event(ts, message)
+            last = message
+        if not events and not done:
+            yield sse_event(datetime.now(UTC).isoformat(), f"still working: {last}"[:300])
         if done:
             if not attempt.progress.ok:
                 raise BootstrapFailed(attempt.request.name)

@@ -286,8 +286,14 @@ class AddNodeService:
             log.exception("add_node.error", extra={"node": req.name})
             progress.emit(f"bootstrap failed: internal error ({type(exc).__name__})")
         finally:
+            # The outcome event was the last one: end the stream now, not after the cleanup
+            # (graval pod deletion waits up to 120 s); `_running` still answers 409 meanwhile.
+            progress.finish(ok)
             if not ok:
-                self._cleanup_failed(attempt, registered)
+                try:
+                    self._cleanup_failed(attempt, registered)
+                except Exception:  # noqa: BLE001 - the graval objects and the name still go
+                    log.exception("add_node.cleanup_error", extra={"node": req.name})
             if graval_created:
                 try:
                     self._kube.delete_graval(spec)
@@ -296,7 +302,6 @@ class AddNodeService:
             with self._lock:
                 self._running.pop(req.name, None)
             log.info("add_node.finished", extra={"node": req.name, "ok": ok})
-            progress.finish(ok)
 
     def _wait_graval(self, attempt: Attempt) -> None:
         deadline = self._clock() + self._s.graval_bootstrap_timeout
