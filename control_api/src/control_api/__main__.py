@@ -70,17 +70,13 @@ async def _registry_auth(settings: Settings) -> None:
 
 
 async def _relay(settings: Settings) -> None:
-    import redis.asyncio as aioredis
+    from control_api.relay.client import serve
 
-    from control_api.clients.events import AsyncEventPublisher
-    from control_api.relay.client import Relay
-    from control_api.services.signing import keypair_from_seed
-
-    signer = keypair_from_seed(settings.miner_seed.get_secret_value())
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
-    publisher = AsyncEventPublisher(client, maxlen=settings.event_stream_maxlen)
-    relays = [Relay(v, signer, publisher.publish) for v in settings.validators.supported]
-    await asyncio.gather(*(r.run() for r in relays))
+    stop = asyncio.Event()  # SIGTERM: close the sockets and release the leases
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)
 
 
 def main() -> None:
