@@ -10,6 +10,8 @@ import psycopg2
 import pytest
 from control_api.db.migrate import migrate, rollback
 
+ALL = ["0001_schema", "0002_audit_trail", "0003_inventory_version"]
+
 UPSTREAM_SCHEMA = """
 CREATE TABLE chutes (chute_id varchar PRIMARY KEY, validator varchar, name varchar,
   image varchar, code varchar, filename varchar, ref_str varchar, version varchar,
@@ -61,7 +63,7 @@ def test_upstream_schema_migrates_in_place(fresh_db: Callable[[], str]) -> None:
     with conn.cursor() as cur:
         cur.execute("SET TimeZone = 'Asia/Shanghai'")
         cur.execute(UPSTREAM_SCHEMA)
-    assert migrate(dsn) == ["0001_schema", "0002_audit_trail"]
+    assert migrate(dsn) == ALL
     assert migrate(dsn) == []
     with conn.cursor() as cur:
         cur.execute("SELECT locked, cpu_per_gpu, status FROM servers")
@@ -115,8 +117,8 @@ def test_fresh_defaults_triggers_and_down(fresh_db: Callable[[], str]) -> None:
         cur.execute("SELECT locked, status, created_at IS NOT NULL FROM servers")
         assert cur.fetchone() == (False, "Bootstrapping", True)
     conn.close()
-    assert rollback(dsn, steps=2) == ["0002_audit_trail", "0001_schema"]
-    assert migrate(dsn) == ["0001_schema", "0002_audit_trail"]
+    assert rollback(dsn, steps=len(ALL)) == ALL[::-1]
+    assert migrate(dsn) == ALL
 
 
 def test_concurrent_starters_apply_once(fresh_db: Callable[[], str]) -> None:
@@ -127,7 +129,7 @@ def test_concurrent_starters_apply_once(fresh_db: Callable[[], str]) -> None:
         t.start()
     for t in threads:
         t.join(60)
-    assert sorted(len(r) for r in results) == [0, 0, 0, 2]
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(ALL)]
 
 
 def test_gpu_claim_single_winner(database_dsn: str, db: psycopg2.extensions.connection) -> None:

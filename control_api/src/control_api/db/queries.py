@@ -146,6 +146,29 @@ def list_servers_json(conn: connection) -> bytes:
     return _dumps(_servers(conn, None))
 
 
+InventoryVersion = tuple[str, int]  # (epoch, counter) from migration 0003
+
+
+def inventory_version(conn: connection) -> InventoryVersion:
+    """The committed inventory version: one row, bumped by every change (migration 0003)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT epoch::text, version FROM inventory_version")
+        row = cur.fetchone()
+    if row is None:
+        raise RuntimeError("inventory_version has no row: migration 0003 not applied")
+    return row[0], row[1]
+
+
+def list_servers_json_versioned(conn: connection) -> tuple[InventoryVersion, bytes]:
+    """GET /servers/ bytes and the version they belong to, read from one snapshot.
+
+    Must start the connection's transaction: it switches it to REPEATABLE READ, READ ONLY."""
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    version = inventory_version(conn)
+    return version, list_servers_json(conn)
+
+
 def find_server(conn: connection, id_or_name: str) -> ServerRef | None:
     with conn.cursor() as cur:
         cur.execute(

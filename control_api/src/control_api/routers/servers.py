@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import weakref
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 
 from control_api.clients.k8s import KubeUnavailable
 from control_api.db import queries
+from control_api.db.pool import Database
 from control_api.deps import BodyAuth, Kubeconfig, Management, ResDep
 from control_api.routers.events import publish
 from control_api.schemas.api import (
@@ -47,10 +50,56 @@ def _server_or_404(res: ResDep, id_or_name: str) -> queries.ServerRef:
     return ref
 
 
+class InventoryCache:
+    """`GET /servers/` bytes for one inventory version (migration 0003: every committed change
+    to servers, GPUs, deployments or chutes, by any process, bumps it in the database).
+
+    A request reads the version (one row) and answers the cached bytes while it is unchanged;
+    otherwise one thread renders version and inventory from one snapshot while the others wait
+    for that render instead of starting their own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (version, bytes) replaced as one object, so a reader never pairs one with the other's
+        self._entry: tuple[queries.InventoryVersion, bytes] | None = None
+
+    def _cached(self, version: queries.InventoryVersion) -> bytes | None:
+        entry = self._entry
+        if entry is None or entry[0][0] != version[0] or entry[0][1] < version[1]:
+            return None
+        return entry[1]  # this version or a newer one rendered meanwhile
+
+    def get(self, db: Database) -> bytes:
+        with db.connection() as conn:
+            version = queries.inventory_version(conn)
+        body = self._cached(version)
+        if body is not None:
+            return body
+        with self._lock:
+            body = self._cached(version)  # rendered while this request waited
+            if body is None:
+                with db.connection() as conn:
+                    entry = queries.list_servers_json_versioned(conn)
+                self._entry = entry
+                body = entry[1]
+            return body
+
+
+_CACHES: weakref.WeakKeyDictionary[Database, InventoryCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def inventory_cache(db: Database) -> InventoryCache:
+    with _CACHES_LOCK:
+        cache = _CACHES.get(db)
+        if cache is None:
+            cache = _CACHES[db] = InventoryCache()
+        return cache
+
+
 @router.get("/", responses={200: {"model": list[ServerOut]}, **_401})
 def list_servers(_: Management, res: ResDep) -> Response:
-    with res.db.connection() as conn:
-        return _json(queries.list_servers_json(conn))
+    return _json(inventory_cache(res.db).get(res.db))
 
 
 @router.get(
