@@ -121,14 +121,103 @@ def test_cuda_repo_path(catalog: dict[str, Any], resource_defaults: dict[str, An
     assert "/repos/debian12/x86_64/" in p["resources"]["cuda_apt"]["groups"]["cuda_apt"][0]["url"]
 
 
+@pytest.mark.parametrize(
+    ("host", "arch"),
+    [("ubuntu2204", "amd64"), ("ubuntu2404", "amd64"), ("ubuntu2404_arm64", "arm64")],
+)
+def test_toolkit_repo_is_off_by_default_and_uses_debian_arch(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any], host: str, arch: str
+) -> None:
+    p = plan(catalog, resource_defaults, "tuna", host)
+    assert not p["resources"]["nct_apt"]["enabled"]
+    assert "flat_apt" not in {s["kind"] for s in p["probes"]}
+    defaults = {**resource_defaults, "nct_apt": {**resource_defaults["nct_apt"], "enabled": True}}
+    p = plan(catalog, defaults, "tuna", host)
+    (cand,) = p["resources"]["nct_apt"]["groups"]["nct_apt"]
+    assert cand["url"] == f"https://mirrors.ustc.edu.cn/libnvidia-container/stable/deb/{arch}/"
+    sel = m.select(p, healthy(p))
+    files = {f["dest"]: f for f in m.files_plan(p, sel)["write"]}
+    src = files["/etc/apt/sources.list.d/nvidia-container-toolkit.sources"]
+    assert src["uri"] == cand["url"] and src["keyring"].endswith("toolkit-keyring.asc")
+    key = files["/usr/share/keyrings/nvidia-container-toolkit-keyring.asc"]
+    assert key["fingerprint"] == "C95B321B61E88C1809C4F759DDCAE044F796ECB0"
+    assert files["/etc/apt/preferences.d/60-mirrors-nvidia-container-toolkit"]["origin"] == (
+        "mirrors.ustc.edu.cn"
+    )
+    assert m.effective(p, sel)["nct_repo"] == cand["url"]
+
+
+@pytest.mark.parametrize(
+    ("snap", "errors"),
+    [
+        ({"mode": "store"}, 0),
+        ({"mode": "bundle"}, 0),
+        ({"mode": "bundle", "bundle_url": "not a url"}, 1),
+        ({"mode": "proxy"}, 1),
+        ({"mode": "proxy", "proxy": "http://proxy.lan:3128"}, 0),
+        ({"mode": "store_proxy", "store_url": "http://snaps.lan"}, 1),
+        ({"mode": "store_proxy", "store_url": "http://snaps.lan", "store_id": "AbC123"}, 0),
+        ({"mode": "snapcraft"}, 1),
+    ],
+)
+def test_snap_modes_need_their_inputs(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any], snap: dict[str, Any], errors: int
+) -> None:
+    p = plan(catalog, resource_defaults, "tuna", overrides={"snap": snap})
+    assert len(p["errors"]) == errors, p["errors"]
+    for e in p["errors"]:
+        assert e["en"].startswith("snap:") and e["zh"].startswith("snap：")
+
+
+def test_snap_config_and_airgap_bundle(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any]
+) -> None:
+    proxy = {"mode": "proxy", "proxy": "http://proxy.lan:3128"}
+    p = plan(catalog, resource_defaults, "tuna", overrides={"snap": proxy})
+    eff = m.effective(p, m.select(p, healthy(p)))
+    assert eff["snap"]["config"] == {
+        "system": {"proxy.http": proxy["proxy"], "proxy.https": proxy["proxy"]}
+    }
+    store = {"mode": "store_proxy", "store_url": "http://snaps.lan", "store_id": "AbC123"}
+    p = plan(catalog, resource_defaults, "tuna", overrides={"snap": store})
+    assert m.effective(p, m.select(p, healthy(p)))["snap"]["config"] == {
+        "core": {"proxy.store": "AbC123"}
+    }
+    airgap = {"pypi": ["http://pypi.lan/simple/"]}
+    p = plan(catalog, resource_defaults, "airgap", custom=airgap)
+    assert [e["en"] for e in p["errors"]] == ["snap: mode bundle needs a valid bundle_url (got '')"]
+    p = plan(
+        catalog,
+        resource_defaults,
+        "airgap",
+        custom=airgap,
+        overrides={"snap": {"bundle_url": "http://art.lan/snaps/"}},
+    )
+    assert p["errors"] == []
+    snap = m.effective(p, m.select(p, healthy(p)))["snap"]
+    assert snap["bundle_url"] == "http://art.lan/snaps/" and snap["bundle_dir"].startswith(
+        "/var/lib/"
+    )
+
+
 def test_none_probes_nothing(catalog: dict[str, Any], resource_defaults: dict[str, Any]) -> None:
     p = plan(catalog, resource_defaults, "none")
     assert p["errors"] == [] and p["probes"] == []
     eff = m.effective(p, m.select(p, []))
     assert eff["apt"]["base"] == HOSTS["debian12"]["apt_origin"]["base"]
-    assert eff["registries"] == {} and eff["ntp"] == [] and eff["env"] == {}
+    assert eff["registries"] == {} and eff["ntp"] == [] and eff["workload_env"] == {}
+    assert eff["workload_env_file"] == "" and eff["workload_configmap"] == "mirror-env"
+    assert eff["snap"] == {} and eff["nct_repo"] == ""
     files = m.files_plan(p, m.select(p, []))
     assert files["write"] == [] and m.FACT_PATH in files["restore"]
+    for path in (
+        m.WORKLOAD_ENV_FILE,
+        "/etc/apt/sources.list.d/nvidia-container-toolkit.sources",
+        "/usr/share/keyrings/cuda-archive-keyring.asc",
+        "/usr/share/keyrings/nvidia-container-toolkit-keyring.asc",
+        "/etc/apt/preferences.d/60-mirrors-nvidia-container-toolkit",
+    ):
+        assert path in files["restore"], path
 
 
 def test_auto_prefers_host_origin_and_cloud_vpc(
@@ -233,11 +322,20 @@ def test_effective_exports_every_key(
         "hf_endpoint",
         "ntp",
         "dns",
-        "env",
+        "workload_env",
+        "workload_env_file",
+        "workload_configmap",
+        "nct_repo",
+        "snap",
     ):
         assert key in eff
-    assert eff["env"]["PIP_INDEX_URL"] == eff["pypi_index"] == eff["env"]["UV_DEFAULT_INDEX"]
-    assert eff["env"]["HF_ENDPOINT"] == "https://hf-mirror.com"
+    env = eff["workload_env"]
+    assert env["PIP_INDEX_URL"] == eff["pypi_index"] == env["UV_DEFAULT_INDEX"]
+    assert env["HF_ENDPOINT"] == "https://hf-mirror.com" and env["HF_HUB_DISABLE_XET"] == "1"
+    assert eff["workload_env_file"] == m.WORKLOAD_ENV_FILE
+    assert eff["snap"]["mode"] == "bundle" and eff["snap"]["config"] == {}
+    written = [f["dest"] for f in m.files_plan(p, m.select(p, healthy(p)))["write"]]
+    assert m.WORKLOAD_ENV_FILE in written
     assert eff["apt"]["security"] == eff["apt"]["base"]  # Ubuntu: same archive
     p = plan(
         catalog,

@@ -45,6 +45,17 @@ CASES: dict[str, dict[str, Any]] = {
         "overrides": {"cuda_apt": {"enabled": True}},
     },
     "ubuntu2404-arm64-huawei": {"host": "ubuntu2404_arm64", "profile": "huawei"},
+    # CUDA and the container toolkit repo together: the toolkit's packages pinned to its repo
+    "ubuntu2204-ustc-nvidia": {
+        "host": "ubuntu2204",
+        "profile": "ustc",
+        "overrides": {"cuda_apt": {"enabled": True}, "nct_apt": {"enabled": True}},
+    },
+    "ubuntu2404-arm64-tuna-toolkit": {
+        "host": "ubuntu2404_arm64",
+        "profile": "tuna",
+        "overrides": {"nct_apt": {"enabled": True}},
+    },
     "ubuntu2404-tencent-digests": {
         "host": "ubuntu2404",
         "profile": "tencent",

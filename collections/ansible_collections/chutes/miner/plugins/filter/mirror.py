@@ -38,6 +38,14 @@ def mirror_files(
     return dict(_m.files_plan(plan, selection, microk8s))
 
 
+def pgp_fingerprints(armored: str) -> list[str]:
+    """``{{ lookup('file', key) | chutes.miner.pgp_fingerprints }}``: primary-key fingerprints."""
+    try:
+        return list(_m.pgp_fingerprints(str(armored)))
+    except ValueError as exc:
+        raise AnsibleFilterError(f"pgp_fingerprints: {exc}") from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -46,4 +54,5 @@ class FilterModule:
             "mirror_select": mirror_select,
             "mirror_effective": mirror_effective,
             "mirror_files": mirror_files,
+            "pgp_fingerprints": pgp_fingerprints,
         }

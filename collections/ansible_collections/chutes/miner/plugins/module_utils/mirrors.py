@@ -8,6 +8,7 @@ these functions directly. Nothing here talks to the network (see mirror_probe).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -16,7 +17,29 @@ from typing import Any
 from urllib.parse import urlsplit
 
 PROFILES = ("none", "auto", "tuna", "ustc", "aliyun", "huawei", "tencent", "custom", "airgap")
-RESOURCES = ("apt", "cuda_apt", "pypi", "registries", "files", "huggingface", "ntp", "dns", "snap")
+RESOURCES = (
+    "apt",
+    "cuda_apt",
+    "nct_apt",
+    "pypi",
+    "registries",
+    "files",
+    "huggingface",
+    "ntp",
+    "dns",
+    "snap",
+)
+SNAP_MODES = ("bundle", "proxy", "store_proxy", "store")
+# Flat NVIDIA apt repos: resource -> (sources file, keyring installed for Signed-By).
+FLAT_APT = {
+    "cuda_apt": ("cuda", "/usr/share/keyrings/cuda-archive-keyring.asc"),
+    "nct_apt": (
+        "nvidia-container-toolkit",
+        "/usr/share/keyrings/nvidia-container-toolkit-keyring.asc",
+    ),
+}
+WORKLOAD_ENV_FILE = "/etc/chutes-miner/mirrors.env"
+WORKLOAD_CONFIGMAP = "mirror-env"
 ON_FAILURE = ("fail", "warn", "upstream")
 RESTORE_MODES = ("backup", "canonical")
 # Resources whose every healthy candidate is kept, in order (the others keep the first).
@@ -83,7 +106,12 @@ def host_paths(host: dict[str, Any]) -> dict[str, str]:
     else:
         apt_dir = "debian"
         cuda = "debian" + version.split(".")[0]
-    return {"apt_dir": apt_dir, "distro": cuda, "arch": "sbsa" if arm else "x86_64"}
+    return {
+        "apt_dir": apt_dir,
+        "distro": cuda,
+        "arch": "sbsa" if arm else "x86_64",
+        "deb_arch": "arm64" if arm else "amd64",
+    }
 
 
 def _normalise(resource: str, item: Any, catalog: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -135,6 +163,52 @@ def _check_candidate(resource: str, cand: dict[str, Any]) -> list[dict[str, str]
             )
         )
     return errors
+
+
+def _check_snap(settings: dict[str, Any], enabled: bool, profile: str) -> list[dict[str, str]]:
+    """Snap settings: a known mode and the inputs that mode needs (china-mirrors.md §3.8)."""
+    if not enabled:
+        return []
+    mode = settings.get("mode", "bundle")
+    if mode not in SNAP_MODES:
+        return [
+            _err(
+                f"snap: mode {mode!r} is not one of {', '.join(SNAP_MODES)}",
+                f"snap：mode {mode!r} 无效，可选值：{', '.join(SNAP_MODES)}",
+            )
+        ]
+    errors = []
+    need: list[tuple[str, Any]] = []
+    if mode == "proxy":
+        need = [("proxy", valid_url)]
+    elif mode == "store_proxy":
+        need = [("store_url", valid_url), ("store_id", _valid_store_id)]
+    elif mode == "bundle" and (profile == "airgap" or settings.get("bundle_url")):
+        need = [("bundle_url", valid_url)]  # airgap: the offline bundle is the only way
+    for key, check in need:
+        if not check(settings.get(key)):
+            errors.append(
+                _err(
+                    f"snap: mode {mode} needs a valid {key} (got {settings.get(key)!r})",
+                    f"snap：mode {mode} 需要有效的 {key}",
+                )
+            )
+    return errors
+
+
+def _valid_store_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(re.fullmatch(r"[A-Za-z0-9]{1,64}", value))
+
+
+def snap_config(settings: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``snap set`` options a snap mode needs: {snap: {option: value}} (empty for bundle/store)."""
+    mode = settings.get("mode", "bundle")
+    if mode == "proxy":
+        proxy = str(settings.get("proxy", ""))
+        return {"system": {"proxy.http": proxy, "proxy.https": proxy}}
+    if mode == "store_proxy":
+        return {"core": {"proxy.store": str(settings.get("store_id", ""))}}
+    return {}
 
 
 def _expand_apt(cand: dict[str, Any], paths: dict[str, str], dist: str) -> dict[str, Any]:
@@ -237,6 +311,7 @@ def build_plan(
             raw = profile_ids.get(res, [])
         enabled = bool(settings.get("enabled", True)) and profile != "none"
         if res == "snap":
+            errors.extend(_check_snap(settings, enabled, profile))
             resources[res] = {"enabled": enabled, "settings": settings, "groups": {}}
             continue
         if res == "registries":
@@ -285,11 +360,11 @@ def build_plan(
                             "source": "host",
                         },
                     )
-            if res == "cuda_apt":
+            if res in FLAT_APT:
+                # {arch}: CUDA's x86_64|sbsa, the toolkit repo's Debian amd64|arm64
+                arch = paths["arch"] if res == "cuda_apt" else paths["deb_arch"]
                 for c in cands:
-                    c["url"] = str(c.get("url", "")).format(
-                        distro=paths["distro"], arch=paths["arch"]
-                    )
+                    c["url"] = str(c.get("url", "")).format(distro=paths["distro"], arch=arch)
             groups = {res: cands}
         for cands in groups.values():
             for cand in cands:
@@ -402,7 +477,7 @@ def _probe_spec(
             suite=str(host.get("codename", "bookworm")),
             max_age_hours=settings.get("max_age_hours", 48),
         )
-    elif res == "cuda_apt":
+    elif res in FLAT_APT:
         spec.update(kind="flat_apt", max_age_hours=settings.get("max_age_hours", 168))
     elif res == "pypi":
         spec.update(kind="pypi", package=settings.get("probe_package", "pip"))
@@ -536,7 +611,7 @@ def effective(plan: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]
         for g in sorted(res.get("registries", {}).get("groups", {}))
         if g in chosen
     }
-    env: dict[str, str] = {}
+    env: dict[str, str] = {}  # the workload environment (env file, mirror-env ConfigMap data)
     if pypi:
         env["PIP_INDEX_URL"] = pypi
         env["UV_DEFAULT_INDEX"] = pypi
@@ -548,10 +623,12 @@ def effective(plan: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]
             env["HF_HUB_DISABLE_XET"] = "1"
     dns_settings = res.get("dns", {}).get("settings", {})
     snap = res.get("snap", {})
+    snap_settings = {k: v for k, v in snap.get("settings", {}).items() if k != "enabled"}
     return {
         "profile": plan.get("profile", "none"),
         "apt": apt,
         "cuda_repo": first("cuda_apt").get("url", ""),
+        "nct_repo": first("nct_apt").get("url", ""),
         "pypi_index": pypi,
         "registries": registries,
         "registry_upstreams": {
@@ -563,10 +640,12 @@ def effective(plan: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]
         "ntp": [c["url"] for c in chosen.get("ntp", [])],
         "dns": [c["url"] for c in chosen.get("dns", [])],
         "dns_keep_link": bool(dns_settings.get("keep_link_dns", True)),
-        "snap": {k: v for k, v in sorted(snap.get("settings", {}).items()) if k != "enabled"}
+        "snap": dict(sorted({**snap_settings, "config": snap_config(snap_settings)}.items()))
         if snap.get("enabled")
         else {},
-        "env": env,
+        "workload_env": env,
+        "workload_env_file": WORKLOAD_ENV_FILE if env else "",
+        "workload_configmap": WORKLOAD_CONFIGMAP,
         "failed": dict(sorted(selection.get("failed", {}).items())),
     }
 
@@ -593,19 +672,36 @@ def _group_files(host: dict[str, Any], settings: dict[str, Any]) -> dict[str, li
             "apt": False,
         },
     ]
-    cuda = [
+    flat: dict[str, list[dict[str, Any]]] = {}
+    for res, (name, keyring) in FLAT_APT.items():
+        flat[res] = [
+            {
+                "dest": f"/etc/apt/sources.list.d/{name}.sources",
+                "src": "etc/apt/sources.list.d/flat.sources.j2",
+                "apt": True,
+                "resource": res,
+                "keyring": keyring,
+            },
+            {
+                "dest": keyring,
+                "src": "",
+                "apt": False,
+                "key": True,
+                "resource": res,
+                "key_file": str(settings.get(res, {}).get("key_file", "")),
+                "fingerprint": "".join(
+                    str(settings.get(res, {}).get("key_fingerprint", "")).split()
+                ).upper(),
+            },
+        ]
+    # Both repos carry the toolkit packages: pin them to the toolkit repo (china-mirrors.md §2.3).
+    flat["nct_apt"].append(
         {
-            "dest": "/etc/apt/sources.list.d/cuda.sources",
-            "src": "etc/apt/sources.list.d/cuda.sources.j2",
-            "apt": True,
-        },
-        {
-            "dest": "/usr/share/keyrings/cuda-archive-keyring.gpg",
-            "src": "",
+            "dest": "/etc/apt/preferences.d/60-mirrors-nvidia-container-toolkit",
+            "src": "etc/apt/preferences.d/60-mirrors-nvidia-container-toolkit.j2",
             "apt": False,
-            "key": True,
-        },
-    ]
+        }
+    )
     pypi = [{"dest": "/etc/pip.conf", "src": "etc/pip.conf.j2", "apt": False}]
     if settings.get("pypi", {}).get("uv", True):
         pypi.append({"dest": "/etc/uv/uv.toml", "src": "etc/uv/uv.toml.j2", "apt": False})
@@ -620,8 +716,9 @@ def _group_files(host: dict[str, Any], settings: dict[str, Any]) -> dict[str, li
             "src": "etc/environment.d/60-mirrors.conf.j2",
             "apt": False,
         },
+        {"dest": WORKLOAD_ENV_FILE, "src": "etc/chutes-miner/mirrors.env.j2", "apt": False},
     ]
-    return {"apt": apt, "cuda_apt": cuda, "pypi": pypi, "env": env}
+    return {"apt": apt, **flat, "pypi": pypi, "env": env}
 
 
 def files_plan(
@@ -655,13 +752,12 @@ def files_plan(
         else:
             active = bool(chosen.get(group)) and bool(res.get(group, {}).get("enabled"))
             kept = failed.get(source) == "warn"
-        if (
-            group == "cuda_apt"
-            and active
-            and not settings.get("cuda_apt", {}).get("write_sources", True)
-        ):
+        if group in FLAT_APT and not settings.get(group, {}).get("write_sources", True):
             active = False
         if active:
+            if group in FLAT_APT:  # the sources file and the apt pin name the chosen repo
+                uri = str(chosen[group][0]["url"])
+                files = [{**f, "uri": uri, "origin": urlsplit(uri).hostname or ""} for f in files]
             write.extend(files)
         elif not kept:
             restore.extend(f["dest"] for f in files)
@@ -690,7 +786,7 @@ def files_plan(
         "restore": [p for p in dict.fromkeys(restore) if p not in keep],
         "globs": [f"{d}/*/hosts.toml" for d in CERTS_DIRS.values()],
         "keep": keep,
-        "apt_paths": [f["dest"] for f in groups["apt"] + groups["cuda_apt"] if f["apt"]],
+        "apt_paths": [f["dest"] for g in ("apt", *FLAT_APT) for f in groups[g] if f["apt"]],
     }
 
 
@@ -710,3 +806,83 @@ def mirror_url(url: str, effective_: dict[str, Any] | None) -> str:
         return url
     rest = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
     return prefix.rstrip("/") + "/" + rest
+
+
+_ARMOR = re.compile(
+    r"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(.*?)-----END PGP PUBLIC KEY BLOCK-----", re.S
+)
+
+
+def _crc24(data: bytes) -> int:
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def dearmor(text: str) -> bytes:
+    """The binary key of one ASCII-armored OpenPGP public key block (RFC 4880 §6)."""
+    match = _ARMOR.search(text)
+    if not match:
+        raise ValueError("not an ASCII-armored OpenPGP public key block")
+    lines = [line.strip() for line in match.group(1).splitlines()]
+    if "" in lines:  # armor headers (Version:, Comment:) end at the first blank line
+        lines = lines[lines.index("") + 1 :]
+    lines = [line for line in lines if line]
+    checksum = lines.pop()[1:] if lines and lines[-1].startswith("=") else None
+    data = base64.b64decode("".join(lines), validate=True)
+    if checksum is not None and base64.b64decode(checksum) != _crc24(data).to_bytes(3, "big"):
+        raise ValueError("armor checksum (CRC-24) does not match the key data")
+    return data
+
+
+def _packets(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    i = 0
+    while i < len(data):
+        head = data[i]
+        i += 1
+        if not head & 0x80:
+            raise ValueError(f"not an OpenPGP packet at offset {i - 1}")
+        if head & 0x40:  # new format
+            tag, first = head & 0x3F, data[i]
+            i += 1
+            if first < 192:
+                length = first
+            elif first < 224:
+                length, i = ((first - 192) << 8) + data[i] + 192, i + 1
+            elif first == 255:
+                length, i = int.from_bytes(data[i : i + 4], "big"), i + 4
+            else:
+                raise ValueError("partial-length packets are not expected in a public key")
+        else:  # old format
+            tag, size = (head >> 2) & 0x0F, head & 0x03
+            if size == 3:
+                raise ValueError("indeterminate-length packets are not expected in a public key")
+            width = (1, 2, 4)[size]
+            length, i = int.from_bytes(data[i : i + width], "big"), i + width
+        if i + length > len(data):
+            raise ValueError("truncated OpenPGP packet")
+        out.append((tag, data[i : i + length]))
+        i += length
+    return out
+
+
+def pgp_fingerprints(armored: str) -> list[str]:
+    """Fingerprints of the primary keys (not subkeys) in an armored key file, in order.
+
+    v4 fingerprint: SHA-1 over 0x99, the two-byte length and the public-key packet body
+    (RFC 4880 §12.2). A pinned key file must yield exactly one, the pinned one.
+    """
+    prints = []
+    for tag, body in _packets(dearmor(armored)):
+        if tag == 6:
+            if not body or body[0] != 4:
+                raise ValueError("only version 4 OpenPGP keys are supported")
+            digest = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body)  # noqa: S324  # RFC 4880 fingerprint
+            prints.append(digest.hexdigest().upper())
+    return prints
