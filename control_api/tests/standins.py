@@ -196,6 +196,14 @@ class StandinValidator:
     def stop(self) -> None:
         if self._runner is not None:
             self.call(self._runner.cleanup())
+
+        async def _cancel_the_rest() -> None:  # engine.io's ping/service tasks
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.call(_cancel_the_rest())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 

@@ -77,6 +77,9 @@ def test_happy_path(api: Api, db: psycopg2.extensions.connection) -> None:
     assert reg["nodes"][0]["verification_port"] == 31000
     inv = api.get("/servers/").json()[0]
     assert inv["seed"] == 42 and all(g["verified"] for g in inv["gpus"])
+    # 32 CPUs, 256 GiB, 2 x 143771 MiB GPUs: min(4, 30 // 2) and min(140, (256 - 6) * 0.8 / 2)
+    assert (inv["cpu_per_gpu"], inv["memory_per_gpu"], inv["gpu_count"]) == (4, 100, 2)
+    assert inv["ip_address"] == "203.0.113.10" and inv["verification_port"] == 31000
     assert not api.validator.state.auth_errors
 
 

@@ -24,6 +24,7 @@ from tests.conftest import LiveServer, SettingsFactory
 from tests.standins import STANDIN_CA, StandinKube
 
 SERVER = "https://203.0.113.5:16443"
+CONFIGURED = {"kubeconfig_service_account": "chutes-operator", "kubeconfig_server": SERVER}
 
 
 @contextmanager
@@ -44,14 +45,7 @@ def test_kubeconfig_for_the_service_account(
     make_settings: SettingsFactory, miner_key: Keypair, redis_prefix: str
 ) -> None:
     kube = StandinKube(devices_url="http://127.0.0.1:1")
-    with serve(
-        make_settings,
-        kube,
-        redis_prefix,
-        kubeconfig_service_account="chutes-operator",
-        kubeconfig_server=SERVER,
-        kubeconfig_token_ttl_s=3600,
-    ) as url:
+    with serve(make_settings, kube, redis_prefix, **CONFIGURED, kubeconfig_token_ttl_s=3600) as url:
         resp = _get(url, miner_key)
         assert resp.status_code == 200
         assert resp.headers["cache-control"] == "no-store"
@@ -87,9 +81,7 @@ def test_kubeconfig_refusals(
     overrides: dict[str, Any],
     status: int,
 ) -> None:
-    extra: dict[str, Any] = {}
-    if overrides.get("sa"):
-        extra = {"kubeconfig_service_account": "chutes-operator", "kubeconfig_server": SERVER}
+    extra = CONFIGURED if overrides.get("sa") else {}
     with serve(make_settings, kube, redis_prefix, **extra) as url:
         resp = _get(url, miner_key)
     assert resp.status_code == status
@@ -148,13 +140,7 @@ def test_real_cli_sync_kubeconfig(
             input="y\n",
         )
 
-    with serve(
-        make_settings,
-        kube,
-        redis_prefix,
-        kubeconfig_service_account="chutes-operator",
-        kubeconfig_server=SERVER,
-    ) as url:
+    with serve(make_settings, kube, redis_prefix, **CONFIGURED) as url:
         ok = sync(url)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     written = yaml.safe_load(target.read_text())

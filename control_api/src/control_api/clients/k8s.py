@@ -156,16 +156,29 @@ class UnavailableKube:
         return None
 
 
+_SUFFIXES: dict[str, float] = {
+    **{s: 2.0 ** (10 * (i + 1)) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: 10.0 ** (3 * (i + 1)) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+    "m": 1e-3,
+    "u": 1e-6,
+    "n": 1e-9,
+}
+
+
+def _quantity(value: str) -> float:
+    """A Kubernetes resource quantity: binary/decimal suffixes, milli, or an exponent."""
+    for suffix in (value[-2:], value[-1:]):
+        if suffix in _SUFFIXES and len(value) > len(suffix):
+            return float(value[: -len(suffix)]) * _SUFFIXES[suffix]
+    return float(value)
+
+
 def _quantity_gib(value: str) -> float:
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9}
-    for suffix, mult in units.items():
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * mult / 2**30
-    return float(value) / 2**30
+    return _quantity(value) / 2**30
 
 
 def _cpus(value: str) -> int:
-    return int(value[:-1]) // 1000 if value.endswith("m") else int(float(value))
+    return int(_quantity(value) + 1e-9)
 
 
 class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the components scenario
