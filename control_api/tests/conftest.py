@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import threading
 import time
 import uuid
@@ -224,6 +225,37 @@ def api(
     )
     with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
         yield Api(live.url, http, kube, validator, settings, miner_key, redis_prefix, app)
+
+
+@dataclass
+class Cli:
+    """The real `chutes-miner` with a hotkey file for our miner key, against `url`."""
+
+    venv: Path
+    hotkey: Path
+    url: str
+
+    def __call__(self, *args: str, stdin: str = "y\n") -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "HOTKEY": str(self.hotkey), "MINER_API": self.url}
+        env.pop("KUBECONFIG", None)
+        return subprocess.run(
+            [str(self.venv / "bin" / "chutes-miner"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            input=stdin,
+        )
+
+
+@pytest.fixture()
+def cli_for(
+    cli_venv: Path, miner_key: Keypair, miner_seed: str, tmp_path: Path
+) -> Callable[[str], Cli]:
+    hotkey = tmp_path / "hotkey.json"
+    seed = "0x" + miner_seed.removeprefix("0x")
+    hotkey.write_text(json.dumps({"ss58Address": miner_key.ss58_address, "secretSeed": seed}))
+    return lambda url: Cli(cli_venv, hotkey, url)
 
 
 @pytest.fixture(scope="session")

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg2.extensions
 import pytest
 
-from tests.conftest import Api
+from tests.conftest import Api, Cli
 
 
 def body(api: Api, **overrides: Any) -> bytes:
@@ -229,34 +227,14 @@ def test_concurrent_add_node_keeps_winner(api: Api, db: psycopg2.extensions.conn
 
 
 def test_real_cli_commands(
-    api: Api, db: psycopg2.extensions.connection, tmp_path: Path, cli_venv: Path
+    api: Api, db: psycopg2.extensions.connection, cli_for: Callable[[str], Cli]
 ) -> None:
     """The real chutes-miner 0.9.0 CLI: add-node (success and failure), inventory, lock."""
-    seed = "0x" + api.settings.miner_seed.get_secret_value().removeprefix("0x")
-    hotkey = tmp_path / "hotkey.json"
-    hotkey.write_text(json.dumps({"ss58Address": api.signer.ss58_address, "secretSeed": seed}))
-    cli = [str(cli_venv / "bin" / "chutes-miner")]
-    env = {**os.environ, "HOTKEY": str(hotkey), "MINER_API": api.url}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            cli + list(args), env=env, capture_output=True, text=True, timeout=120, input="y\n"
-        )
-
+    run = cli_for(api.url)
+    add = ["add-node", "--validator", api.validator.hotkey, "--hourly-cost", "2.5"]
+    add += ["--gpu-short-ref", "h200", "--agent-api", "http://x"]
     api.kube.add_node("gpu-0", "uid-0")
-    ok = run(
-        "add-node",
-        "--name",
-        "gpu-0",
-        "--validator",
-        api.validator.hotkey,
-        "--hourly-cost",
-        "2.5",
-        "--gpu-short-ref",
-        "h200",
-        "--agent-api",
-        "http://x",
-    )
+    ok = run(*add, "--name", "gpu-0")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "completed server bootstrapping" in ok.stdout
     inv = run("local-inventory", "--raw-json", "--name", "gpu-0")
@@ -269,18 +247,5 @@ def test_real_cli_commands(
     assert run("delete-node", "--name", "gpu-0").returncode == 0
     api.kube.add_node("gpu-1", "uid-1")
     api.validator.state.statuses = ["failed"]
-    bad = run(
-        "add-node",
-        "--name",
-        "gpu-1",
-        "--validator",
-        api.validator.hotkey,
-        "--hourly-cost",
-        "2.5",
-        "--gpu-short-ref",
-        "h200",
-        "--agent-api",
-        "http://x",
-    )
+    bad = run(*add, "--name", "gpu-1")
     assert bad.returncode != 0 and "bootstrap failed" in bad.stdout
-    time.sleep(0.1)

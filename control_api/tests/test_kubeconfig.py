@@ -3,10 +3,7 @@ service account behind the Kubernetes interface, with the real CLI's `sync-kubec
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ from control_api.main import create_app
 from control_api.services.signing import d1_headers
 from pydantic import ValidationError
 
-from tests.conftest import LiveServer, SettingsFactory
+from tests.conftest import Cli, LiveServer, SettingsFactory
 from tests.standins import STANDIN_CA, StandinKube
 
 SERVER = "https://203.0.113.5:16443"
@@ -115,33 +112,17 @@ def test_kubeconfig_settings_fail_closed(
 
 def test_real_cli_sync_kubeconfig(
     make_settings: SettingsFactory,
-    miner_key: Keypair,
     redis_prefix: str,
     tmp_path: Path,
-    cli_venv: Path,
+    cli_for: Callable[[str], Cli],
 ) -> None:
     """chutes-miner 0.9.0 `sync-kubeconfig` signs purpose `kubeconfig` and writes our JSON as
     YAML; without a configured account it fails (404) and writes nothing."""
-    seed = "0x" + make_settings().miner_seed.get_secret_value().removeprefix("0x")
-    hotkey = tmp_path / "hotkey.json"
-    hotkey.write_text(json.dumps({"ss58Address": miner_key.ss58_address, "secretSeed": seed}))
     target = tmp_path / "kube" / "chutes.config"
     kube = StandinKube(devices_url="")
-
-    def sync(url: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "HOTKEY": str(hotkey), "MINER_API": url}
-        env.pop("KUBECONFIG", None)
-        return subprocess.run(
-            [str(cli_venv / "bin" / "chutes-miner"), "sync-kubeconfig", "--path", str(target)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            input="y\n",
-        )
-
+    sync = ("sync-kubeconfig", "--path", str(target))
     with serve(make_settings, kube, redis_prefix, **CONFIGURED) as url:
-        ok = sync(url)
+        ok = cli_for(url)(*sync)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     written = yaml.safe_load(target.read_text())
     assert written["users"][0]["user"]["token"] == "stand-in-token-1"
@@ -149,5 +130,5 @@ def test_real_cli_sync_kubeconfig(
     assert written["current-context"] == "chutes-chutes"
     target.unlink()
     with serve(make_settings, kube, redis_prefix) as url:
-        refused = sync(url)
+        refused = cli_for(url)(*sync)
     assert refused.returncode != 0 and not target.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ import redis
 from control_api.schemas.api import PreflightOut, PurgeOneOut, PurgeOut, ServerOut
 from pydantic import TypeAdapter
 
-from tests.conftest import REDIS_URL, Api
+from tests.conftest import REDIS_URL, Api, Cli
 
 
 def seed_inventory(
@@ -165,15 +166,17 @@ def test_delete_server_publishes(api: Api, db: psycopg2.extensions.connection) -
     published = Published(api)
     resp = api.delete("/servers/node-0")
     assert resp.status_code == 200 and resp.json()["status"] == "started"
-    assert published.take() == [
-        {"event_type": "server_deleted", "event_data": {"server_id": "uid-0"}}
-    ]
+    assert published.take() == [_server_deleted("uid-0")]
     assert api.delete("/servers/node-0x").status_code == 404
     assert published.take() == []
     published.close()
     with db.cursor() as cur:  # the API never deletes: gepetto undeploys first
         cur.execute("SELECT count(*) FROM servers")
         assert cur.fetchone() == (1,)
+
+
+def _server_deleted(server_id: str) -> dict[str, Any]:
+    return {"event_type": "server_deleted", "event_data": {"server_id": server_id}}
 
 
 def _undeploy(ids: list[str], reason: str) -> dict[str, Any]:
@@ -234,3 +237,38 @@ def test_kubeconfig_optional(api: Api) -> None:
 def test_registry_auth_absent_on_api_port(api: Api) -> None:
     resp = api.http.get("/registry/auth", headers={"X-Registry-Auth-Token": "x"})
     assert resp.status_code in (401, 404, 405) and "X-Chutes-Signature" not in resp.headers
+
+
+def test_real_cli_management_commands(
+    api: Api, db: psycopg2.extensions.connection, cli_for: Callable[[str], Cli]
+) -> None:
+    """chutes-miner 0.9.0 `unlock`, `purge-deployment -d/-n` and `delete-node` on a server
+    running jobs: the preflight asks, "n" sends nothing, "y" publishes for gepetto."""
+    seed_inventory(db, api.validator.hotkey, servers=1, jobs=1)
+    run = cli_for(api.url)
+    published = Published(api)
+    assert run("lock", "--name", "node-0").returncode == 0
+    unlock = run("unlock", "--name", "node-0")
+    assert unlock.returncode == 0 and "lock status is now: False" in unlock.stdout
+    deployments = api.get("/servers/").json()[0]["deployments"]
+    job_dep = next(d["deployment_id"] for d in deployments if d["job_id"])
+    one = run("purge-deployment", "-d", job_dep)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert json.loads(one.stdout)["deployment_purged"]["deployment_id"] == job_dep
+    assert published.take() == [_undeploy([job_dep], "purge deployment")]
+    non_jobs = sorted(d["deployment_id"] for d in deployments if not d["job_id"])
+    for command, expected in (
+        (("purge-deployment", "-n", "node-0"), [_undeploy(non_jobs, "purge server node-0")]),
+        (("delete-node", "--name", "node-0"), [_server_deleted("uid-0")]),
+    ):
+        declined = run(*command, stdin="n\n")
+        assert declined.returncode == 0 and "jobs running on server" in declined.stderr
+        assert published.take() == []
+        assert run(*command, stdin="y\n").returncode == 0
+        events = published.take()
+        if command[0] == "purge-deployment":
+            events[0]["event_data"]["deployment_ids"].sort()
+        assert events == expected
+    missing = run("delete-node", "--name", "ghost")
+    assert missing.returncode != 0 and published.take() == []
+    published.close()
