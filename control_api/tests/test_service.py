@@ -1,0 +1,113 @@
+"""`python -m control_api api` as operators run it (issue #6 items 1 and 8): migrates first,
+serves /ping on the node port and Prometheus /metrics on METRICS_PORT only, and logs one JSON
+object per line with no secret in it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg2
+from bittensor_wallet import Keypair
+from control_api.log import JsonFormatter
+from control_api.services.signing import d1_headers
+
+from tests.conftest import REDIS_URL, TOKEN
+from tests.standins import StandinValidator, free_port
+
+
+def test_json_log_lines_redact_secrets() -> None:
+    record = logging.makeLogRecord(
+        {"name": "control_api.x", "levelname": "INFO", "msg": "auth.rejected"}
+    )
+    for key, value in {"token": "t0ken", "signature": "ab" * 64, "seed": "00" * 32}.items():
+        setattr(record, key, value)
+    record.path = "/servers/"
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    out = json.loads(line)
+    assert out["event"] == "auth.rejected" and out["path"] == "/servers/"
+    assert out["token"] == out["signature"] == out["seed"] == "<redacted>"
+
+
+def test_python_m_control_api_api(
+    fresh_db: Callable[[], str],
+    miner_key: Keypair,
+    miner_seed: str,
+    validator_key: Keypair,
+    validator: StandinValidator,
+    tmp_path: Path,
+) -> None:
+    dsn = fresh_db()
+    api_port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "MINER_SS58": miner_key.ss58_address,
+        "MINER_SEED": miner_seed,
+        "VALIDATORS": json.dumps(
+            {
+                "defaultRegistry": "r",
+                "defaultApi": validator.url,
+                "supported": [
+                    {
+                        "hotkey": validator_key.ss58_address,
+                        "registry": "r",
+                        "api": validator.url,
+                        "socket": validator.url,
+                    }
+                ],
+            }
+        ),
+        "POSTGRESQL": dsn,
+        "REDIS_URL": REDIS_URL,
+        "REGISTRY_AUTH_TOKEN": TOKEN,
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(api_port),
+        "METRICS_PORT": str(metrics_port),
+    }
+    log = tmp_path / "api.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "control_api", "api"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/ping", timeout=1).json() == {"message": "pong"}:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        signed = d1_headers(miner_key, "management")
+        assert httpx.get(url + "/servers/", headers=signed).json() == []
+        assert httpx.get(url + "/servers/", headers=signed).status_code == 401  # replayed
+        assert httpx.get(url + "/metrics").status_code in (401, 404)  # not on the node port
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'control_api_requests_total{method="GET",route="/servers/",status="200"}' in metrics
+        assert 'control_api_auth_failures_total{reason="replayed"} 1.0' in metrics
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM servers")  # migrated before serving
+        assert cur.fetchone() == (0,)
+    conn.close()
+    lines = log.read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]  # every line is one JSON object
+    assert "api.started" in events and "auth.rejected" in events
+    text = log.read_text()
+    for secret in (miner_seed, TOKEN, signed["X-Chutes-Signature"], dsn.rsplit("/", 1)[1]):
+        assert secret not in text
