@@ -128,18 +128,25 @@ def test_refused_before_stream(
         assert payload[0]["detail"] == "Server with name=gpu-0 is already provisioned!"
 
 
-@pytest.mark.parametrize("failure", ["graval", "device-count", "register", "verification"])
+@pytest.mark.parametrize(
+    "failure",
+    ["graval", "devices-unreachable", "device-count", "register", "verification", "error"],
+)
 def test_failure_cleans_up(api: Api, db: psycopg2.extensions.connection, failure: str) -> None:
     api.kube.add_node("gpu-0", "uid-0")
     if failure == "graval":
         api.kube.graval_states = ["pending", "failed"]
         api.kube.graval_reason = "bootstrap pod CrashLoopBackOff"
+    elif failure == "devices-unreachable":
+        api.kube.devices_url = "http://127.0.0.1:1"
     elif failure == "device-count":
         api.validator.state.devices = api.validator.state.devices[:1]
     elif failure == "register":
         api.validator.state.register_status = 403
-    else:
+    elif failure == "verification":
         api.validator.state.statuses = ["pending", "failed"]
+    else:
+        api.validator.state.statuses = ["pending", "error"]
     status, events, clean = post(api, body(api))
     assert status == 200 and not clean  # aborted without the final chunk: the CLI exits non-zero
     assert events[-1]["message"].startswith("bootstrap failed: ")
@@ -147,8 +154,11 @@ def test_failure_cleans_up(api: Api, db: psycopg2.extensions.connection, failure
     settle(api)
     assert servers(db) == []
     assert api.kube.deleted == ["graval-gpu-0"]
-    if failure == "verification":
+    if failure in ("verification", "error"):
         assert sorted(api.validator.state.deleted) == [f"{i:032x}" for i in range(2)]
+        assert "proof rejected" in events[-1]["message"]  # the validator's reason is relayed
+    else:
+        assert api.validator.state.deleted == []  # nothing registered, nothing to delete
     # the name is free again: a retry is possible
     assert api.get("/servers/").json() == []
 
