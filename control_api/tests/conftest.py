@@ -227,6 +227,33 @@ def api(
         yield Api(live.url, http, kube, validator, settings, miner_key, redis_prefix, app)
 
 
+ServiceEnv = Callable[..., dict[str, str]]
+
+
+@pytest.fixture()
+def service_env(
+    miner_key: Keypair, miner_seed: str, validator_key: Keypair, validator: StandinValidator
+) -> ServiceEnv:
+    """The environment (upstream names) of a `python -m control_api ...` process against the
+    stand-in validator; keyword overrides win."""
+
+    def make(**overrides: str) -> dict[str, str]:
+        supported = {"hotkey": validator_key.ss58_address, "registry": "r"}
+        supported |= {"api": validator.url, "socket": validator.url}
+        validators = {"defaultRegistry": "r", "defaultApi": validator.url}
+        env = {
+            "MINER_SS58": miner_key.ss58_address,
+            "MINER_SEED": miner_seed,
+            "VALIDATORS": json.dumps({**validators, "supported": [supported]}),
+            "POSTGRESQL": "postgresql://control_api@127.0.0.1:1/unused",
+            "REDIS_URL": REDIS_URL,
+            "REGISTRY_AUTH_TOKEN": TOKEN,
+        }
+        return {**env, **overrides}
+
+    return make
+
+
 @dataclass
 class Cli:
     """The real `chutes-miner` with a hotkey file for our miner key, against `url`."""

@@ -3,41 +3,24 @@ with exit 2 and one line that names the setting and never its value."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
-from bittensor_wallet import Keypair
 from control_api.__main__ import _settings
+
+from tests.conftest import ServiceEnv
 
 SECRET_TOKEN = "registry-token-never-printed-0123"
 
 
 @pytest.fixture()
-def env(miner_key: Keypair, miner_seed: str, validator_key: Keypair) -> dict[str, str]:
-    return {
-        "MINER_SS58": miner_key.ss58_address,
-        "MINER_SEED": miner_seed,
-        "VALIDATORS": json.dumps(
-            {
-                "defaultRegistry": "registry.chutes.ai",
-                "defaultApi": "https://api.chutes.ai",
-                "supported": [
-                    {
-                        "hotkey": validator_key.ss58_address,
-                        "registry": "registry.chutes.ai",
-                        "api": "https://api.chutes.ai",
-                        "socket": "wss://ws.chutes.ai",
-                    }
-                ],
-            }
-        ),
-        "POSTGRESQL": "postgresql+asyncpg://user:pw-never-printed@127.0.0.1:5432/chutes",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "REGISTRY_AUTH_TOKEN": SECRET_TOKEN,
-    }
+def env(service_env: ServiceEnv) -> dict[str, str]:
+    return service_env(
+        POSTGRESQL="postgresql+asyncpg://user:pw-never-printed@127.0.0.1:5432/chutes",
+        REGISTRY_AUTH_TOKEN=SECRET_TOKEN,
+    )
 
 
 def test_valid_environment(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

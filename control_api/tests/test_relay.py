@@ -29,7 +29,7 @@ from control_api.relay.client import AUTH_FAILED_MIN_WAIT_S, Relay, socket_proxy
 from control_api.relay.lease import Lease
 from control_api.services.signing import d2_message, verify
 
-from tests.conftest import REDIS_URL, TOKEN
+from tests.conftest import REDIS_URL, ServiceEnv
 from tests.standins import StandinValidator, free_port
 
 
@@ -354,9 +354,8 @@ def test_redis_outage_closes_the_socket_until_the_lease_is_back(
 
 def test_relay_processes_fail_over(
     validator: StandinValidator,
-    miner_key: Keypair,
-    miner_seed: str,
     validator_key: Keypair,
+    service_env: ServiceEnv,
     own_redis: OwnRedis,
     tmp_path: Path,
 ) -> None:
@@ -364,22 +363,9 @@ def test_relay_processes_fail_over(
     TTL); SIGKILL does not (takeover once the lease expires); no event twice."""
     validator.state.__init__()  # type: ignore[misc]
     ttl = 2.0
-    env = {
-        **os.environ,
-        "MINER_SS58": miner_key.ss58_address,
-        "MINER_SEED": miner_seed,
-        "VALIDATORS": json.dumps(
-            {
-                "defaultRegistry": "r",
-                "defaultApi": validator.url,
-                "supported": [_cfg(validator, validator_key).model_dump()],
-            }
-        ),
-        "POSTGRESQL": "postgresql://relay@127.0.0.1:1/unused",
-        "REDIS_URL": f"redis://127.0.0.1:{own_redis.port}/0",
-        "REGISTRY_AUTH_TOKEN": TOKEN,
-        "RELAY_LEASE_TTL_S": str(ttl),
-    }
+    env = os.environ | service_env(
+        REDIS_URL=f"redis://127.0.0.1:{own_redis.port}/0", RELAY_LEASE_TTL_S=str(ttl)
+    )
     r = redis.Redis(port=own_redis.port)
     key = f"lease:socket:{validator_key.ss58_address}"
     procs: dict[int, subprocess.Popen[bytes]] = {}

@@ -19,8 +19,8 @@ from bittensor_wallet import Keypair
 from control_api.log import JsonFormatter
 from control_api.services.signing import d1_headers
 
-from tests.conftest import REDIS_URL, TOKEN
-from tests.standins import StandinValidator, free_port
+from tests.conftest import TOKEN, ServiceEnv
+from tests.standins import free_port
 
 
 def test_json_log_lines_redact_secrets() -> None:
@@ -39,39 +39,16 @@ def test_json_log_lines_redact_secrets() -> None:
 
 def test_python_m_control_api_api(
     fresh_db: Callable[[], str],
+    service_env: ServiceEnv,
     miner_key: Keypair,
     miner_seed: str,
-    validator_key: Keypair,
-    validator: StandinValidator,
     tmp_path: Path,
 ) -> None:
     dsn = fresh_db()
     api_port, metrics_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "MINER_SS58": miner_key.ss58_address,
-        "MINER_SEED": miner_seed,
-        "VALIDATORS": json.dumps(
-            {
-                "defaultRegistry": "r",
-                "defaultApi": validator.url,
-                "supported": [
-                    {
-                        "hotkey": validator_key.ss58_address,
-                        "registry": "r",
-                        "api": validator.url,
-                        "socket": validator.url,
-                    }
-                ],
-            }
-        ),
-        "POSTGRESQL": dsn,
-        "REDIS_URL": REDIS_URL,
-        "REGISTRY_AUTH_TOKEN": TOKEN,
-        "API_HOST": "127.0.0.1",
-        "API_PORT": str(api_port),
-        "METRICS_PORT": str(metrics_port),
-    }
+    env = os.environ | service_env(
+        POSTGRESQL=dsn, API_HOST="127.0.0.1", API_PORT=str(api_port), METRICS_PORT=str(metrics_port)
+    )
     log = tmp_path / "api.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
