@@ -145,6 +145,27 @@ def test_toolkit_repo_is_off_by_default_and_uses_debian_arch(
         "mirrors.ustc.edu.cn"
     )
     assert m.effective(p, sel)["nct_repo"] == cand["url"]
+    assert m.files_plan(p, sel)["remove"] == []  # cuda_apt is off
+
+
+@pytest.mark.parametrize(
+    ("host", "leftover"),
+    [
+        ("ubuntu2204", "cuda-ubuntu2204-x86_64.list"),
+        ("ubuntu2404_arm64", "cuda-ubuntu2404-sbsa.list"),
+    ],
+)
+def test_cuda_keyring_list_is_set_aside_while_cuda_is_mirrored(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any], host: str, leftover: str
+) -> None:
+    path = "/etc/apt/sources.list.d/" + leftover
+    defaults = {**resource_defaults, "cuda_apt": {**resource_defaults["cuda_apt"], "enabled": True}}
+    p = plan(catalog, defaults, "tuna", host)
+    files = m.files_plan(p, m.select(p, healthy(p)))
+    assert files["remove"] == [path]
+    assert path not in [f["dest"] for f in files["write"]] and path not in files["restore"]
+    p = plan(catalog, resource_defaults, "tuna", host)  # cuda_apt off again: the backup returns
+    assert path in m.files_plan(p, m.select(p, healthy(p)))["restore"]
 
 
 @pytest.mark.parametrize(

@@ -659,6 +659,7 @@ CERTS_DIRS = {
 
 def _group_files(host: dict[str, Any], settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     dist = "ubuntu" if host.get("distribution") == "Ubuntu" else "debian"
+    paths = host_paths(host)
     apt = [
         {
             "dest": f"/etc/apt/sources.list.d/{dist}.sources",
@@ -694,6 +695,16 @@ def _group_files(host: dict[str, Any], settings: dict[str, Any]) -> dict[str, li
                 ).upper(),
             },
         ]
+    # NVIDIA's cuda-keyring package drops this .list (its host, another Signed-By for the same
+    # repo): backed up and removed while the role writes cuda.sources (china-mirrors.md §2.3).
+    flat["cuda_apt"].append(
+        {
+            "dest": f"/etc/apt/sources.list.d/cuda-{paths['distro']}-{paths['arch']}.list",
+            "src": "",
+            "apt": False,
+            "remove": True,
+        }
+    )
     # Both repos carry the toolkit packages: pin them to the toolkit repo (china-mirrors.md §2.3).
     flat["nct_apt"].append(
         {
@@ -743,6 +754,7 @@ def files_plan(
     ]
     dirs = [d for d in dirs if d != CERTS_DIRS["microk8s"] or microk8s]
     write: list[dict[str, Any]] = []
+    remove: list[str] = []
     restore: list[str] = []
     for group, files in groups.items():
         source = "pypi" if group == "env" else group
@@ -758,7 +770,8 @@ def files_plan(
             if group in FLAT_APT:  # the sources file and the apt pin name the chosen repo
                 uri = str(chosen[group][0]["url"])
                 files = [{**f, "uri": uri, "origin": urlsplit(uri).hostname or ""} for f in files]
-            write.extend(files)
+            write.extend(f for f in files if not f.get("remove"))
+            remove.extend(f["dest"] for f in files if f.get("remove"))
         elif not kept:
             restore.extend(f["dest"] for f in files)
     for registry in sorted(res.get("registries", {}).get("groups", {})):
@@ -779,14 +792,21 @@ def files_plan(
         f["dest"] for files in _group_files(host, {"pypi": {"uv": True}}).values() for f in files
     ]
     if plan.get("profile") == "none":
-        write, restore = [], all_paths + [FACT_PATH]
+        write, remove, restore = [], [], all_paths + [FACT_PATH]
     keep = [f["dest"] for f in write]
     return {
         "write": write,
+        "remove": remove,
         "restore": [p for p in dict.fromkeys(restore) if p not in keep],
         "globs": [f"{d}/*/hosts.toml" for d in CERTS_DIRS.values()],
         "keep": keep,
-        "apt_paths": [f["dest"] for g in ("apt", *FLAT_APT) for f in groups[g] if f["apt"]],
+        # a change to one of these needs apt-get update: sources, keys, set-aside .list
+        "apt_paths": [
+            f["dest"]
+            for g in ("apt", *FLAT_APT)
+            for f in groups[g]
+            if f["apt"] or f.get("key") or f.get("remove")
+        ],
     }
 
 

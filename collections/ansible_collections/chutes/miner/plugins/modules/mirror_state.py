@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -24,14 +25,21 @@ description:
   - C(prepare) copies every pre-existing file in O(paths) that does not carry the
     O(marker) into C(<state_dir>/backups/) with its sha256, once, records which
     paths and parent directories did not exist, and creates those directories.
+  - C(prepare) also backs up (likewise) and deletes every unmarked file in O(remove); a later
+    C(restore) of that path puts it back.
+  - C(write) writes O(files) (rendered on the controller) whole and atomically, owned by
+    root, only where content or mode differ, with a diff per file; one call for all of them.
   - C(restore) puts the backups back (checksum-verified), deletes files that carry
     the marker or that the role created, removes directories it created when empty,
     and never touches any other file. O(purge) then removes O(state_dir).
+  - C(apply) is C(prepare) of the O(files) destinations and O(remove), C(restore) of
+    O(paths) and O(globs) (the O(files) kept), then C(write), in one call; it returns
+    C(apt_changed), the paths of O(apt_paths) it touched.
 options:
   state:
     description: What to do.
     type: str
-    choices: [inspect, prepare, restore]
+    choices: [inspect, prepare, write, restore, apply]
     required: true
   state_dir:
     description: Where C(state.json) and C(backups/) live.
@@ -46,6 +54,21 @@ options:
     description: Shell patterns of further files the role may own (C(restore) only).
     type: list
     elements: str
+    default: []
+  files:
+    description: Files for C(write), each C(dest), C(content), optional C(mode) (C(0644)).
+    type: list
+    elements: dict
+    default: []
+  apt_paths:
+    description: With C(apply), the paths whose change needs C(apt-get update).
+    type: list
+    elements: path
+    default: []
+  remove:
+    description: Files that C(prepare) backs up and deletes (another tool's file the role replaces).
+    type: list
+    elements: path
     default: []
   keep:
     description: Paths that C(restore) must leave alone (the files being written now).
@@ -84,10 +107,26 @@ microk8s:
   description: Whether C(/var/snap/microk8s/current/args) exists (C(inspect)).
   type: bool
   returned: when state is inspect
+snap_recorded:
+  description: Whether snapd options set by the role are recorded (C(inspect)).
+  type: bool
+  returned: when state is inspect
 backed_up:
   description: Paths copied to the backup directory.
   type: list
   returned: when state is prepare
+deleted:
+  description: Paths of O(remove) deleted (after their backup).
+  type: list
+  returned: when state is prepare
+written:
+  description: Paths written (or, in check mode, that would be).
+  type: list
+  returned: when state is write or apply
+apt_changed:
+  description: Paths of O(apt_paths) written, restored, removed or deleted.
+  type: list
+  returned: when state is apply
 restored:
   description: Paths restored from a backup.
   type: list
@@ -177,6 +216,7 @@ def apt_origin(index: dict[str, Any], backup_dir: str, marker: str) -> dict[str,
                 os.path.join(backup_dir, rec["backup"]), encoding="utf-8", errors="replace"
             ) as fh:
                 entries.extend(_parse_sources(fh.read(), path.endswith(".sources")))
+    entries = [(u, s) for u, s in entries if s != ["/"]]  # flat repos (CUDA, toolkit) are no origin
     base = next(
         (
             u
@@ -193,84 +233,132 @@ def _slash(url: str) -> str:
     return url if not url or url.endswith("/") else url + "/"
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "state": {
-                "type": "str",
-                "choices": ["inspect", "prepare", "restore"],
-                "required": True,
-            },
-            "state_dir": {"type": "path", "required": True},
-            "paths": {"type": "list", "elements": "path", "default": []},
-            "globs": {"type": "list", "elements": "str", "default": []},
-            "keep": {"type": "list", "elements": "path", "default": []},
-            "marker": {"type": "str", "default": "managed-by: chutes.miner.mirrors"},
-            "purge": {"type": "bool", "default": False},
-        },
-        supports_check_mode=True,
-    )
+def write_files(
+    files: list[dict[str, Any]], check: bool = False
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Write each file whose content or mode differs (atomic replace); return paths and diffs."""
+    written: list[str] = []
+    diffs: list[dict[str, str]] = []
+    for item in files:
+        dest, data = str(item["dest"]), str(item["content"]).encode()
+        mode = int(str(item.get("mode", "0644")), 8)
+        root = os.geteuid() == 0
+        try:
+            with open(dest, "rb") as fh:
+                before: bytes | None = fh.read()
+            st = os.stat(dest)
+            same_meta = (st.st_mode & 0o7777) == mode and (not root or st.st_uid == st.st_gid == 0)
+        except FileNotFoundError:
+            before, same_meta = None, False
+        if before == data and same_meta:
+            continue
+        written.append(dest)
+        diffs.append(
+            {
+                "before_header": dest if before is not None else "(absent)",
+                "after_header": dest,
+                "before": "" if before is None else before.decode("utf-8", "replace"),
+                "after": data.decode("utf-8", "replace"),
+            }
+        )
+        if check:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".chutes-mirrors.")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, mode)
+            if root:
+                os.chown(tmp, 0, 0)
+            os.replace(tmp, dest)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return written, diffs
+
+
+def prepare(
+    module: AnsibleModule, index: dict[str, Any], paths: list[str], remove: list[str]
+) -> dict[str, Any]:
+    """Back up pre-existing unmarked files once, create missing directories, delete ``remove``."""
     p = module.params
+    marker = p["marker"]
     backup_dir = os.path.join(p["state_dir"], "backups")
     index_path = os.path.join(backup_dir, "index.json")
-    index: dict[str, Any] = _load(index_path, {})
-    index.setdefault("files", {})
-    index.setdefault("created", [])
-    index.setdefault("dirs", [])
-    marker = p["marker"]
-
-    if p["state"] == "inspect":
-        module.exit_json(
-            changed=False,
-            recorded=_load(os.path.join(p["state_dir"], "state.json"), {}),
-            apt_origin=apt_origin(index, backup_dir, marker),
-            microk8s=os.path.isdir(MICROK8S_ARGS),
-        )
-
-    if p["state"] == "prepare":
-        backed_up: list[str] = []
-        dirs: list[str] = []
-        created: list[str] = []
-        for path in p["paths"]:
-            if os.path.isfile(path):
-                rec = index["files"].get(path)
-                if _marked(path, marker) or path in index["created"]:
-                    continue
-                if rec and rec["sha256"] == _sha(path):
-                    continue
-                backed_up.append(path)
+    backed_up: list[str] = []
+    dirs: list[str] = []
+    created: list[str] = []
+    for path in paths:
+        if os.path.isfile(path):
+            rec = index["files"].get(path)
+            if _marked(path, marker) or path in index["created"]:
                 continue
-            if os.path.lexists(path) or path in index["created"]:
+            if rec and rec["sha256"] == _sha(path):
                 continue
-            created.append(path)
-            parent = os.path.dirname(path)
-            missing = []
-            while parent and not os.path.isdir(parent):
-                missing.append(parent)
-                parent = os.path.dirname(parent)
-            dirs.extend(d for d in reversed(missing) if d not in dirs)
-        parent = backup_dir
+            backed_up.append(path)
+            continue
+        if os.path.lexists(path) or path in index["created"]:
+            continue
+        created.append(path)
+        parent = os.path.dirname(path)
+        missing = []
         while parent and not os.path.isdir(parent):
-            dirs.append(parent)
+            missing.append(parent)
             parent = os.path.dirname(parent)
-        changed = bool(backed_up or dirs or created)
-        if changed and not module.check_mode:
-            os.makedirs(backup_dir, mode=0o700, exist_ok=True)
-            for path in backed_up:
-                name = path.strip("/").replace("/", "__")
-                shutil.copy2(path, os.path.join(backup_dir, name))
-                index["files"][path] = {"backup": name, "sha256": _sha(path)}
-            for d in sorted(dirs, key=len):
-                os.makedirs(d, mode=0o700 if d.startswith(p["state_dir"]) else 0o755, exist_ok=True)
-            index["dirs"] = sorted(set(index["dirs"]) | set(dirs))
-            index["created"] = sorted(set(index["created"]) | set(created))
-            _save(index_path, index)
-        module.exit_json(changed=changed, backed_up=backed_up, created=created, created_dirs=dirs)
+        dirs.extend(d for d in reversed(missing) if d not in dirs)
+    deleted: list[str] = []
+    for path in remove:
+        if not os.path.isfile(path) or _marked(path, marker):
+            continue
+        rec = index["files"].get(path)
+        if not (rec and rec["sha256"] == _sha(path)) and path not in backed_up:
+            backed_up.append(path)
+        deleted.append(path)
+    parent = backup_dir
+    while parent and not os.path.isdir(parent):
+        dirs.append(parent)
+        parent = os.path.dirname(parent)
+    changed = bool(backed_up or dirs or created or deleted)
+    if changed and not module.check_mode:
+        os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+        for path in backed_up:
+            name = path.strip("/").replace("/", "__")
+            shutil.copy2(path, os.path.join(backup_dir, name))
+            index["files"][path] = {"backup": name, "sha256": _sha(path)}
+        for d in sorted(dirs, key=len):
+            os.makedirs(d, mode=0o700 if d.startswith(p["state_dir"]) else 0o755, exist_ok=True)
+        index["dirs"] = sorted(set(index["dirs"]) | set(dirs))
+        index["created"] = sorted(set(index["created"]) | set(created))
+        _save(index_path, index)
+        for path in deleted:
+            os.unlink(path)
+    return {
+        "changed": changed,
+        "backed_up": backed_up,
+        "deleted": deleted,
+        "created": created,
+        "created_dirs": dirs,
+    }
 
+
+def restore(
+    module: AnsibleModule,
+    index: dict[str, Any],
+    paths: list[str],
+    globs: list[str],
+    keep: list[str],
+    purge: bool,
+) -> dict[str, list[str]]:
+    """Put backups back, delete the role's own files and empty directories it created."""
+    p = module.params
+    marker = p["marker"]
+    backup_dir = os.path.join(p["state_dir"], "backups")
+    index_path = os.path.join(backup_dir, "index.json")
     restored: list[str] = []
     removed: list[str] = []
-    paths = list(dict.fromkeys(p["paths"] + [f for g in p["globs"] for f in sorted(glob.glob(g))]))
-    paths = [x for x in paths if x not in set(p["keep"])]
+    paths = list(dict.fromkeys(paths + [f for g in globs for f in sorted(glob.glob(g))]))
+    paths = [x for x in paths if x not in set(keep)]
     for path in paths:
         rec = index["files"].get(path)
         if rec:
@@ -304,7 +392,7 @@ def main() -> None:
                 os.rmdir(d)
     if not module.check_mode:
         index["dirs"] = [d for d in index["dirs"] if os.path.isdir(d)]
-        if p["purge"]:
+        if purge:
             if os.path.isdir(p["state_dir"]):
                 shutil.rmtree(p["state_dir"])
                 removed.append(p["state_dir"])
@@ -314,9 +402,73 @@ def main() -> None:
                     removed.append(d)
         elif restored or removed:
             _save(index_path, index)
-    elif p["purge"] and os.path.isdir(p["state_dir"]):
+    elif purge and os.path.isdir(p["state_dir"]):
         removed.append(p["state_dir"])
-    module.exit_json(changed=bool(restored or removed), restored=restored, removed=removed)
+    return {"restored": restored, "removed": removed}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state": {
+                "type": "str",
+                "choices": ["inspect", "prepare", "write", "restore", "apply"],
+                "required": True,
+            },
+            "state_dir": {"type": "path", "required": True},
+            "paths": {"type": "list", "elements": "path", "default": []},
+            "globs": {"type": "list", "elements": "str", "default": []},
+            "keep": {"type": "list", "elements": "path", "default": []},
+            "remove": {"type": "list", "elements": "path", "default": []},
+            "files": {"type": "list", "elements": "dict", "default": []},
+            "apt_paths": {"type": "list", "elements": "path", "default": []},
+            "marker": {"type": "str", "default": "managed-by: chutes.miner.mirrors"},
+            "purge": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    backup_dir = os.path.join(p["state_dir"], "backups")
+    index_path = os.path.join(backup_dir, "index.json")
+    index: dict[str, Any] = _load(index_path, {})
+    index.setdefault("files", {})
+    index.setdefault("created", [])
+    index.setdefault("dirs", [])
+    marker = p["marker"]
+
+    if p["state"] == "inspect":
+        module.exit_json(
+            changed=False,
+            recorded=_load(os.path.join(p["state_dir"], "state.json"), {}),
+            apt_origin=apt_origin(index, backup_dir, marker),
+            microk8s=os.path.isdir(MICROK8S_ARGS),
+            # snapd options set by chutes.miner.mirror_snap are recorded here
+            snap_recorded=os.path.isfile(os.path.join(p["state_dir"], "snap.json")),
+        )
+
+    if p["state"] == "prepare":
+        res = prepare(module, index, p["paths"], p["remove"])
+        module.exit_json(changed=bool(res.pop("changed")), **res)
+    if p["state"] == "write":
+        written, diffs = write_files(p["files"], module.check_mode)
+        module.exit_json(changed=bool(written), written=written, diff=diffs)
+    if p["state"] == "restore":
+        res = restore(module, index, p["paths"], p["globs"], p["keep"], p["purge"])
+        module.exit_json(changed=bool(res["restored"] or res["removed"]), **res)
+    # apply: prepare, restore and write in one call (a no-change rerun costs one round trip)
+    dests = [str(item["dest"]) for item in p["files"]]
+    prepared = prepare(module, index, dests, p["remove"])
+    restored = restore(module, index, p["paths"], p["globs"], dests, False)
+    written, diffs = write_files(p["files"], module.check_mode)
+    touched = set(written + prepared["deleted"] + restored["restored"] + restored["removed"])
+    module.exit_json(
+        changed=bool(prepared["changed"] or restored["restored"] or restored["removed"] or written),
+        written=written,
+        apt_changed=sorted(touched & set(p["apt_paths"])),
+        diff=diffs,
+        **{k: v for k, v in prepared.items() if k != "changed"},
+        **restored,
+    )
 
 
 if __name__ == "__main__":
