@@ -14,7 +14,8 @@ Usage:
   benchmarks/mirrors_probe.py engine [--runs 7]
   benchmarks/mirrors_probe.py role --inventory INV --playbook molecule/mirrors/converge.yml
                                    [--limit HOST] [--runs 5]
-Nothing here contacts a public address.
+Nothing here contacts a public address. The whole-play no-change rerun on 1 and on 3 lab
+nodes, against a baseline play without the role, is ``benchmarks/mirrors_rerun.sh``.
 """
 
 from __future__ import annotations
