@@ -19,7 +19,7 @@ from control_api.clients.graval import GravalClient, HttpGravalClient
 from control_api.clients.k8s import KubeClient
 from control_api.clients.validator import HttpValidatorClient, ValidatorClient
 from control_api.config import Settings
-from control_api.db.pool import Database
+from control_api.db.pool import Database, DatabaseUnavailable
 from control_api.deps import Resources
 from control_api.metrics import LATENCY, REQUESTS
 from control_api.routers import deployments, servers
@@ -106,6 +106,11 @@ def create_app(
 
     app = FastAPI(title="chutes miner API", version=__version__, lifespan=lifespan)
     app.add_middleware(MetricsMiddleware)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        log.warning("api.database_unavailable", extra={"path": request.url.path, "error": str(exc)})
+        return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
