@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -13,6 +12,10 @@ import urllib.request
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chutes.miner.plugins.module_utils.mirror_files import (
+    load_json,
+    save_json,
+)
 
 DOCUMENTATION = r"""
 module: mirror_snap
@@ -106,25 +109,15 @@ class Snap:
 
 
 def _load(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return {}
+    data = load_json(path, {})
     return data if isinstance(data, dict) else {}
 
 
 def _save(path: str, data: dict[str, Any]) -> None:
-    if not data:
-        if os.path.exists(path):
-            os.unlink(path)
-        return
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    if data:
+        save_json(path, data)
+    elif os.path.exists(path):
+        os.unlink(path)
 
 
 def reconcile(

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
 import shutil
 import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chutes.miner.plugins.module_utils.mirror_files import load_json as _load
+from ansible_collections.chutes.miner.plugins.module_utils.mirror_files import save_json as _save
 
 DOCUMENTATION = r"""
 module: mirror_state
@@ -151,23 +152,6 @@ def _marked(path: str, marker: str) -> bool:
             return marker.encode() in fh.read(4096)
     except OSError:
         return False
-
-
-def _load(path: str, default: Any) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return default
-
-
-def _save(path: str, data: Any) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def _parse_sources(text: str, deb822: bool) -> list[tuple[str, list[str]]]:
