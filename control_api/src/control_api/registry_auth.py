@@ -1,10 +1,16 @@
 """Internal registry-auth listener (contract §3): a minimal asyncio HTTP/1.1 server.
 
 nginx's `auth_request` subrequest gets `200 {"authenticated": true}` plus D2 headers over
-`{ss58}:{nonce}:registry`. One signature per second is cached (a burst of layer pulls costs
-one signing), the `X-Registry-Auth-Token` secret is compared in constant time, and nothing
-else is served except `/ping` and `/metrics`. FastAPI tops out near 7k req/s on 2 cores; this
-parser does what nginx needs and no more.
+`{ss58}:{nonce}:registry`. The whole `200` answer is rendered once per second (a burst of layer
+pulls costs one signing), the `X-Registry-Auth-Token` secret is compared in constant time, and
+nothing else is served except `/ping` and `/metrics`. FastAPI tops out near 7k req/s on 2 cores;
+this parser does what nginx needs and no more.
+
+Hot path (one `GET /registry/auth` in one segment): one search for the end of the head, one
+slice, one `lower()`, three substring searches, one `hmac.compare_digest`, one write of
+pre-built bytes. No logging, no dicts, no locks: the response counters are plain integers a
+custom Prometheus collector reads at scrape time. Pipelined and split requests are handled;
+bodies are refused (nginx sends none).
 """
 
 from __future__ import annotations
@@ -14,18 +20,64 @@ import hmac
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import cast
 
-from prometheus_client import Counter, generate_latest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from control_api.services.signing import Signer, d2_message
 
 log = logging.getLogger(__name__)
-AUTH_RESPONSES = Counter("registry_auth_responses_total", "Registry auth answers", ["status"])
 _MAX_HEAD = 16 * 1024
 _BACKLOG = 4096  # capped by net.core.somaxconn
 _BODY = b'{"authenticated":true}'
+_END = b"\r\n\r\n"
+_AUTH_LINE = b"GET /registry/auth HTTP/1.1\r\n"  # what nginx sends (proxy_http_version 1.1)
+_TOKEN = b"\r\nx-registry-auth-token:"
+_CONNECTION = b"\r\nconnection:"
+_CONTENT_LENGTH = b"\r\ncontent-length:"
+_TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
+_AUTH, _PING, _METRICS, _OTHER = 0, 1, 2, 3
+
+
+def _nodelay_transports() -> frozenset[type]:
+    """TCP transport classes whose loop sets TCP_NODELAY on every accepted socket."""
+    from asyncio import selector_events
+
+    known: set[type] = {selector_events._SelectorSocketTransport}  # type: ignore[attr-defined]
+    try:
+        import uvloop.loop
+
+        known.add(uvloop.loop.TCPTransport)  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    return frozenset(known)
+
+
+_SETS_NODELAY = _nodelay_transports()
+_ROUTES = {b"/registry/auth": _AUTH, b"/ping": _PING, b"/metrics": _METRICS}
+
+
+class _Counts:
+    """Answers by status; plain ints (one event loop thread writes, the scrape reads)."""
+
+    ok = 0
+    unauthorized = 0
+
+
+class _CountsCollector(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "registry_auth_responses", "Registry auth answers", labels=["status"]
+        )
+        family.add_metric(["200"], _Counts.ok)
+        family.add_metric(["401"], _Counts.unauthorized)
+        yield family
+
+
+REGISTRY.register(_CountsCollector())
 
 
 class SignatureCache:
@@ -38,24 +90,29 @@ class SignatureCache:
         self._headers = b""
         self._ok: tuple[bytes, bytes] = (b"", b"")  # (close, keep-alive)
 
+    def _refresh(self, nonce: int) -> None:
+        me = self._signer.ss58_address
+        sig = self._signer.sign(d2_message(me, str(nonce), "registry")).hex()
+        self._headers = (
+            f"X-Chutes-Hotkey: {me}\r\nX-Chutes-Nonce: {nonce}\r\nX-Chutes-Signature: {sig}\r\n"
+        ).encode()
+        self._ok = (
+            _response("200 OK", _BODY, self._headers, keep_alive=False),
+            _response("200 OK", _BODY, self._headers, keep_alive=True),
+        )
+        self._nonce = nonce
+
     def headers(self) -> bytes:
         nonce = int(self._clock())
         if nonce != self._nonce:
-            me = self._signer.ss58_address
-            sig = self._signer.sign(d2_message(me, str(nonce), "registry")).hex()
-            self._headers = (
-                f"X-Chutes-Hotkey: {me}\r\nX-Chutes-Nonce: {nonce}\r\nX-Chutes-Signature: {sig}\r\n"
-            ).encode()
-            self._ok = (
-                _response("200 OK", _BODY, self._headers, keep_alive=False),
-                _response("200 OK", _BODY, self._headers, keep_alive=True),
-            )
-            self._nonce = nonce
+            self._refresh(nonce)
         return self._headers
 
     def ok(self, keep_alive: bool) -> bytes:
         """Pre-rendered `200` response bytes (status line, D2 headers, body)."""
-        self.headers()
+        nonce = int(self._clock())
+        if nonce != self._nonce:
+            self._refresh(nonce)
         return self._ok[keep_alive]
 
 
@@ -85,18 +142,26 @@ _BAD_REQUEST = _response("400 Bad Request", b"{}", keep_alive=False)
 _TOO_LARGE = _response("431 Request Header Fields Too Large", b"{}", keep_alive=False)
 
 
-def _header(head: bytes, lower: bytes, name: bytes) -> bytes | None:
-    """Value of the first `\\r\\n<name>` header (name lowercase, with its colon), or None."""
-    start = lower.find(name)
-    if start < 0:
-        return None
-    start += len(name)
+def _value(head: bytes, at: int, name_len: int) -> bytes:
+    """The stripped value of the header whose `\\r\\nname:` starts at `at`."""
+    start = at + name_len
     end = head.find(b"\r\n", start)
     return head[start : end if end >= 0 else len(head)].strip()
 
 
+def _parse_line(head: bytes) -> tuple[int, bool] | None:
+    """(route, HTTP/1.1?) from the request line, or None when it is not HTTP/1.x."""
+    line_end = head.find(b"\r\n")
+    parts = (head if line_end < 0 else head[:line_end]).split(b" ")
+    if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+        return None
+    method, target, version = parts
+    route = _ROUTES.get(target.split(b"?", 1)[0], _OTHER) if method == b"GET" else _OTHER
+    return route, version == b"HTTP/1.1"
+
+
 class _Protocol(asyncio.Protocol):
-    """One connection. No per-request logging or allocation beyond the header scan."""
+    """One connection: answers each complete request head in order, then waits for more."""
 
     __slots__ = ("_buf", "_cache", "_token", "_transport")
 
@@ -108,85 +173,111 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        if type(transport) in _SETS_NODELAY:
+            return
+        # Issue 6: without TCP_NODELAY keep-alive answers wait ~40 ms for delayed ACKs. uvloop
+        # and asyncio set it on every TCP transport (tested); any other transport gets it here.
+        # Not done unconditionally: get_extra_info("socket") + setsockopt cost ~25 us per
+        # connection under uvloop, a quarter of a new-connection request's server time.
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # asyncio and uvloop set it already; make it explicit (issue 6: lost NODELAY
-            # made keep-alive answers wait for delayed ACKs).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None  # break the protocol <-> transport cycle without the GC
+        self._buf = b""
+
     def data_received(self, data: bytes) -> None:
-        buf = self._buf + data if self._buf else data
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > _MAX_HEAD:
-                    self._reply(_TOO_LARGE, close=True)
-                    buf = b""
-                self._buf = buf
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # answered with close already: ignore what follows
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        start = 0
+        end = data.find(_END)
+        while end >= 0:
+            if end - start > _MAX_HEAD:
+                transport.write(_TOO_LARGE)
+                transport.close()
                 return
-            head, buf = buf[:end], buf[end + 4 :]
-            if not self._handle(head):
-                self._buf = b""
+            if not self._answer(transport, data[start:end]):
                 return
+            start = end + 4
+            end = data.find(_END, start)
+        if start < len(data):
+            rest = data[start:] if start else data
+            if len(rest) > _MAX_HEAD:
+                transport.write(_TOO_LARGE)
+                transport.close()
+                return
+            self._buf = rest
 
-    def _reply(self, payload: bytes, close: bool = False) -> None:
-        assert self._transport is not None
-        self._transport.write(payload)
-        if close:
-            self._transport.close()
-
-    def _handle(self, head: bytes) -> bool:
-        line_end = head.find(b"\r\n")
-        request_line = head if line_end < 0 else head[:line_end]
-        parts = request_line.split(b" ")
-        if len(parts) != 3:
-            self._reply(_BAD_REQUEST, close=True)
-            return False
-        method, target, version = parts
+    def _answer(self, transport: asyncio.Transport, head: bytes) -> bool:
+        """Write the answer to one request head; False when the connection is closed now."""
         lower = head.lower()
-        connection = _header(head, lower, b"\r\nconnection:")
-        if version == b"HTTP/1.1":
-            keep_alive = connection is None or connection.lower() != b"close"
+        if head.startswith(_AUTH_LINE):
+            route, http11 = _AUTH, True
         else:
-            keep_alive = connection is not None and connection.lower() == b"keep-alive"
-        for framing in (b"\r\ncontent-length:", b"\r\ntransfer-encoding:"):
-            # nginx sends no body (proxy_pass_request_body off); refuse anything else.
-            if _header(head, lower, framing) not in (None, b"0", b""):
-                self._reply(_BAD_REQUEST, close=True)
+            parsed = _parse_line(head)
+            if parsed is None:
+                transport.write(_BAD_REQUEST)
+                transport.close()
                 return False
-        path = target.split(b"?", 1)[0]
-        if path == b"/registry/auth" and method == b"GET":
-            token = _header(head, lower, b"\r\nx-registry-auth-token:") or b""
+            route, http11 = parsed
+        if _CONTENT_LENGTH in lower or _TRANSFER_ENCODING in lower:
+            # nginx sends no body (proxy_pass_request_body off); refuse anything else.
+            at = lower.find(_TRANSFER_ENCODING)
+            bad = at >= 0 and _value(lower, at, len(_TRANSFER_ENCODING)) != b""
+            at = lower.find(_CONTENT_LENGTH)
+            if bad or (at >= 0 and _value(lower, at, len(_CONTENT_LENGTH)) not in (b"0", b"")):
+                transport.write(_BAD_REQUEST)
+                transport.close()
+                return False
+        at = lower.find(_CONNECTION)
+        if at < 0:
+            keep_alive = http11
+        else:
+            value = _value(lower, at, len(_CONNECTION))
+            if value == b"close":  # nginx without upstream keepalive (HTTP/1.0)
+                keep_alive = False
+            elif value == b"keep-alive":
+                keep_alive = True
+            else:  # a list such as "keep-alive, te"
+                tokens = [t.strip() for t in value.split(b",")]
+                keep_alive = b"close" not in tokens and (http11 or b"keep-alive" in tokens)
+        if route == _AUTH:
+            at = lower.find(_TOKEN)
+            token = _value(head, at, len(_TOKEN)) if at >= 0 else b""
             if self._token and hmac.compare_digest(token, self._token):
-                _OK_COUNT.inc()
+                _Counts.ok += 1
                 out = self._cache.ok(keep_alive)
             else:
-                _UNAUTH_COUNT.inc()
+                _Counts.unauthorized += 1
                 out = _UNAUTHORIZED[keep_alive]
-        elif path == b"/ping" and method == b"GET":
+        elif route == _PING:
             out = _PONG[keep_alive]
-        elif path == b"/metrics" and method == b"GET":
-            body = generate_latest()
-            out = _response("200 OK", body, b"", keep_alive).replace(
+        elif route == _METRICS:
+            out = _response("200 OK", generate_latest(), b"", keep_alive).replace(
                 b"application/json", b"text/plain; version=0.0.4", 1
             )
         else:
             out = _NOT_FOUND[keep_alive]
-        self._reply(out, close=not keep_alive)
+        transport.write(out)
+        if not keep_alive:
+            transport.close()
         return keep_alive
-
-
-_OK_COUNT = AUTH_RESPONSES.labels("200")
-_UNAUTH_COUNT = AUTH_RESPONSES.labels("401")
 
 
 async def serve(
     signer: Signer, token: str, host: str, port: int, reuse_port: bool = False
 ) -> asyncio.Server:
     cache = SignatureCache(signer)
+    cache.ok(True)  # sign once now: the first request pays no signing
+    token_bytes = token.encode()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: _Protocol(cache, token.encode()),
+        lambda: _Protocol(cache, token_bytes),
         host,
         port,
         reuse_port=reuse_port,
