@@ -25,7 +25,7 @@ description:
     and records in C(<state_dir>/snap.json) the value each option had before. Options the
     host already had at the wanted value are not recorded, so they are never undone.
   - Recorded options that O(config) no longer names are undone as with C(absent).
-  - C(absent) undoes what the record names: an option still at the value the role set gets
+  - C(absent) undoes what the record names. An option still at the value the role set gets
     its previous value back (or is unset when there was none). An option someone changed
     since is left alone. Nothing else is touched.
   - With C(proxy.store) in O(config) and O(assertions_url) set, the Snap Store Proxy's
@@ -38,7 +38,7 @@ options:
     choices: [present, absent]
     default: present
   config:
-    description: Snap name to option to value, e.g. C({system: {proxy.http: "http://p:3128"}}).
+    description: 'Snap name to option to value, for example C({system: {proxy.http: "http://p:3128"}}).'
     type: dict
     default: {}
   state_dir:
