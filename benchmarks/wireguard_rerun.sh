@@ -2,8 +2,11 @@
 # No-change rerun of playbooks/wireguard.yml on 3 and on 6 lab nodes.
 # Starts 6 lab containers (wgb-1..6) on their own podman network, converges the 3-node
 # network, times N reruns (each must report changed=0), then the same for 6 nodes, and
-# prints the medians and their ratio (target: 6-node / 3-node <= 1.3). Cleans up on exit.
-# Usage: benchmarks/wireguard_rerun.sh [N]   (default N=5; RATIO_MAX=1.3 fails above it)
+# prints the medians and their ratio (target: 6-node / 3-node <= 1.3). For scale it also
+# times the floor on the same nodes: one no-op Python module task (`ansible all -m command`),
+# which no play with a module in it can beat. Cleans up on exit.
+# Usage: benchmarks/wireguard_rerun.sh [N]   (default N=5; RATIO_MAX=1.3 fails above it;
+#        PYTHON=/usr/bin/python3 sets ansible_python_interpreter instead of discovering it)
 set -euo pipefail
 # shellcheck source=tests/lab/env.sh
 source "$(dirname "$0")/../tests/lab/env.sh"
@@ -44,7 +47,7 @@ wait
 inventory() { # $1 = node count
   local count="$1" i=0 n
   echo "all:"
-  echo "  vars: {ansible_user: root, ansible_ssh_private_key_file: $CHUTES_LAB_KEY, wireguard_topology: mesh, wireguard_userspace: true}"
+  echo "  vars: {ansible_user: root, ansible_ssh_private_key_file: $CHUTES_LAB_KEY, wireguard_topology: mesh, wireguard_userspace: true${PYTHON:+, ansible_python_interpreter: $PYTHON}}"
   echo "  children:"
   for n in "${nodes[@]:0:count}"; do
     i=$((i + 1))
@@ -73,9 +76,24 @@ measure() { # $1 = node count; prints the median rerun seconds
   median <"$work/times-$count"
 }
 
+floor() { # $1 = node count; prints the median time of one no-op module task on the nodes
+  local count="$1" i start end
+  for i in $(seq 1 "$runs"); do
+    start=$(date +%s.%N)
+    ansible all -i "$work/inventory-$count.yml" -m ansible.builtin.command -a true >/dev/null 2>&1
+    end=$(date +%s.%N)
+    echo "$end - $start" | bc -l >>"$work/floor-$count"
+  done
+  median <"$work/floor-$count"
+}
+
 m3="$(measure 3)"
+f3="$(floor 3)"
 m6="$(measure 6)"
+f6="$(floor 6)"
 ratio="$(echo "$m6 / $m3" | bc -l)"
-printf 'wireguard no-change rerun, median of %d: 3 nodes %.2f s, 6 nodes %.2f s, ratio %.2f (target <= %s)\n' \
-  "$runs" "$m3" "$m6" "$ratio" "$ratio_max"
+printf 'wireguard no-change rerun, median of %d: 3 nodes %.2f s, 6 nodes %.2f s, ratio %.2f (target <= %s), %.2f s per added node\n' \
+  "$runs" "$m3" "$m6" "$ratio" "$ratio_max" "$(echo "($m6 - $m3) / 3" | bc -l)"
+printf 'floor, one no-op module task: 3 nodes %.2f s, 6 nodes %.2f s, ratio %.2f\n' \
+  "$f3" "$f6" "$(echo "$f6 / $f3" | bc -l)"
 (($(echo "$ratio <= $ratio_max" | bc -l)))
