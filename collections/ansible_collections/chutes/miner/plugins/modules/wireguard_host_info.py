@@ -44,9 +44,14 @@ options:
     elements: str
     default: []
   probe_kernel:
-    description: Whether to probe the kernel for WireGuard support.
+    description:
+      - Whether to probe the kernel for WireGuard support; warns when it has none (the role
+        then falls back to wireguard-go).
     type: bool
     default: false
+  mtu:
+    description: Tunnel MTU; warns when it is above the underlay MTU minus 80 (WireGuard overhead).
+    type: int
   key_path:
     description: Private key file.
     type: path
@@ -213,6 +218,7 @@ def main() -> None:
         argument_spec={
             "packages": {"type": "list", "elements": "str", "default": []},
             "probe_kernel": {"type": "bool", "default": False},
+            "mtu": {"type": "int"},
             "key_path": {"type": "path", "required": True},
             "public_key_path": {"type": "path", "required": True},
             "name": {"type": "str", "required": True},
@@ -224,13 +230,26 @@ def main() -> None:
     kernel, kernel_error = None, ""
     if module.params["probe_kernel"]:
         kernel, kernel_error = probe_kernel(module)
+        if not kernel:
+            module.warn(
+                f"the kernel cannot create a WireGuard link ({kernel_error}): falling back to"
+                " wireguard-go, which is slower. Install the module (linux-modules-extra) or set"
+                " wireguard_userspace: true to silence this."
+            )
+    underlay = underlay_mtu()
+    mtu = module.params["mtu"]
+    if mtu is not None and underlay is not None and mtu > underlay - 80:
+        module.warn(
+            f"wireguard_mtu {mtu} is above the underlay MTU {underlay} minus 80;"
+            " large packets will fragment or drop."
+        )
     module.exit_json(
         changed=False,
         missing_packages=missing_packages(module, module.params["packages"]),
         kernel=kernel,
         kernel_error=kernel_error,
         key=key_state(module, module.params["key_path"], module.params["public_key_path"]),
-        underlay_mtu=underlay_mtu(),
+        underlay_mtu=underlay,
         files={path: wgu.sha1_of(wgu.read_text(path)) for path in module.params["files"]},
         interface=interface_state(
             module, module.params["name"], module.params["config_path"], module.params["key_path"]
