@@ -19,8 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from ansible.plugins.loader import init_plugin_loader
 
 REPO = Path(__file__).resolve().parent.parent
+# One way to import the collection in every test process: Ansible's collection finder, set up
+# before any test imports `ansible_collections.chutes.miner`. A test that sets it up later (to
+# render templates with lookups) would otherwise break imports of the collection's plugins in
+# tests that happen to run after it in the same worker.
+init_plugin_loader([str(REPO / "collections")])
 LAB_SH = REPO / "tests" / "lab" / "lab.sh"
 LAB_INVENTORY = REPO / "inventories" / "lab" / "inventory.yml"
 

@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
 from tests.wireguard.conftest import ROLE
 
 NETWORK = "192.168.0.0/20"
-init_plugin_loader()  # lookup('ansible.builtin.template') in the configure task
 
 
 def _trusted(value: Any) -> Any:
