@@ -178,7 +178,7 @@ def sync_reasons(new: Config, live: Live | None, private_key: str, file_changed:
         return []
     reasons = []
     if file_changed:
-        reasons.append("the peers in the config changed")
+        reasons.append("the config file changed (endpoints come only from it)")
     if live.private_key != private_key:
         reasons.append("the private key differs from the key file (rotated)")
     want = desired_peers(new)
