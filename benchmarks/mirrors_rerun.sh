@@ -10,6 +10,8 @@
 set -euo pipefail
 # shellcheck source=tests/lab/env.sh
 source "$(dirname "$0")/../tests/lab/env.sh"
+# shellcheck source=benchmarks/lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$CHUTES_REPO"
 runs="${1:-5}"
 net=mrb-bench
@@ -36,11 +38,8 @@ start "$mirror" "$mirror_image"
 for n in "${nodes[@]}"; do start "$n" "$CHUTES_LAB_IMAGE"; done
 declare -A ip
 for n in "$mirror" "${nodes[@]}"; do
-  ip[$n]="$(podman inspect -f "{{ (index .NetworkSettings.Networks \"$net\").IPAddress }}" "$n")"
-  for _ in $(seq 1 60); do
-    if timeout 2 bash -c "exec 3<>/dev/tcp/${ip[$n]}/22" 2>/dev/null; then break; fi
-    sleep 1
-  done
+  ip[$n]="$(node_ip "$n" "$net")"
+  wait_ssh "${ip[$n]}"
 done
 
 inventory() { # $1 = node count

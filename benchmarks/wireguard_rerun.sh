@@ -12,6 +12,8 @@
 set -euo pipefail
 # shellcheck source=tests/lab/env.sh
 source "$(dirname "$0")/../tests/lab/env.sh"
+# shellcheck source=benchmarks/lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$CHUTES_REPO"
 runs="${1:-5}"
 ratio_max="${RATIO_MAX:-1.3}"
@@ -36,11 +38,8 @@ for n in "${nodes[@]}"; do
 done
 declare -A ip
 for n in "${nodes[@]}"; do
-  ip[$n]="$(podman inspect -f "{{ (index .NetworkSettings.Networks \"$net\").IPAddress }}" "$n")"
-  for _ in $(seq 1 60); do
-    if timeout 2 bash -c "exec 3<>/dev/tcp/${ip[$n]}/22" 2>/dev/null; then break; fi
-    sleep 1
-  done
+  ip[$n]="$(node_ip "$n" "$net")"
+  wait_ssh "${ip[$n]}"
 done
 
 # The lab image ships without apt lists (as in molecule/shared/prepare.yml).
