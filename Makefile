@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 COLLECTION := collections/ansible_collections/chutes/miner
 PY_PACKAGES := $(wildcard control_api/pyproject.toml graval/pyproject.toml)
 
-.PHONY: help venv host image lint pytest molecule test lab lab-down collection-build timings clean
+.PHONY: help venv host services k8s-bin image lint pytest molecule test lab lab-down collection-build timings clean
 
 help:
 	@echo "make venv      - Python toolchain (ansible bundle, molecule, linters) from PyPI"
 	@echo "make lab       - build the lab image, start cpu-0/gpu-0/gpu-1 + mirror host, run playbooks/site.yml"
 	@echo "make lab-down  - remove every container, network and file the lab created"
+	@echo "make k8s-bin   - build Kubernetes, etcd, containerd, runc, CNI from Go modules (cached)"
 	@echo "make test      - lint + pytest + molecule (what CI runs)"
 
 $(STAMP): requirements-dev.txt $(PY_PACKAGES)
@@ -27,6 +28,14 @@ venv: $(STAMP)
 host:
 	$(LAB) tests/lab/setup-host.sh
 
+# PostgreSQL and Redis on 127.0.0.1 (installed from Debian's packages when missing).
+services:
+	tests/services.sh
+
+# Cached under /var/cache/chutes-miner-lab/k8s; a no-op when current.
+k8s-bin:
+	$(LAB) tests/timed k8s-bin tests/lab/k8s/build.sh >/dev/null
+
 image: host
 	$(LAB) tests/lab/build-image.sh
 	$(LAB) tests/lab/build-mirror-image.sh >/dev/null
@@ -37,9 +46,9 @@ lint: $(STAMP)
 	$(LAB) tests/timed lint-ruff ruff check .
 	$(LAB) tests/timed lint-ruff-format ruff format --check .
 	$(LAB) tests/timed lint-mypy tests/mypy-packages
-	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/*.sh tests/timed tests/mypy-packages benchmarks/*.sh .ci/run
+	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/lab/k8s/*.sh tests/*.sh tests/timed tests/mypy-packages benchmarks/*.sh .ci/run
 
-pytest: $(STAMP) host
+pytest: $(STAMP) host services k8s-bin
 	$(LAB) tests/timed pytest-repo python -m pytest -q -n 2 tests
 	# Each package's tests run on their own: their conftest modules share the name `tests`.
 	for t in $(wildcard control_api/tests graval/tests); do \
@@ -48,14 +57,14 @@ pytest: $(STAMP) host
 molecule: $(STAMP) image
 	$(LAB) tests/timed molecule tests/run-molecule.sh
 
-test: $(STAMP) host image
+test: $(STAMP) host services k8s-bin image
 	@rm -f .cache/timings
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory molecule
 	@echo "== stage timings (s) =="; cat .cache/timings
 
-lab: $(STAMP) image
+lab: $(STAMP) k8s-bin image
 	$(LAB) tests/timed lab tests/lab/lab.sh up
 
 lab-down:

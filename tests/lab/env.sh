@@ -11,4 +11,9 @@ export CHUTES_LAB_IMAGE="${CHUTES_LAB_IMAGE:-localhost/chutes-miner-lab:bookworm
 export ANSIBLE_COLLECTIONS_PATH="${_lab_root}/collections:${HOME}/.ansible/collections"
 export ANSIBLE_CONFIG="${_lab_root}/ansible.cfg"
 export PATH="${_lab_root}/.venv/bin:${PATH}"
+# The lab's Kubernetes binaries (tests/lab/k8s/build.sh; built by `make k8s-bin`).
+if [[ -z "${CHUTES_K8S_DIR:-}" ]] && command -v go >/dev/null; then
+  CHUTES_K8S_DIR="$("${_lab_root}/tests/lab/k8s/build.sh" --print-dir)"
+  export CHUTES_K8S_DIR
+fi
 unset _lab_root
