@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the lab mirror host image (localhost/chutes-miner-lab-mirror:bookworm)
 # FROM the lab node image: apt-cacher-ng :3142, a static PyPI index :8081,
-# Debian's docker-registry :5000 (seeded), dnsmasq :53 (query log), chrony (NTP).
-# Cached like build-image.sh: key = hash of this script + tests/lab/mirror/ +
+# Debian's docker-registry :5000 (seeded with images built here), dnsmasq :53
+# (query log), chrony (NTP), the binary repository :8082 (lab.sh mounts it).
+# Cached like build-image.sh: key = hash of this script + tests/lab/mirror/ and images/ +
 # the node image key; the image carries it as a label and an oci-archive of it
 # is kept under /var/cache/chutes-miner-lab.
 # Archive and PyPI hosts come from this machine's apt and pip configuration.
@@ -14,7 +15,7 @@ source "$here/env.sh"
 image="${CHUTES_LAB_MIRROR_IMAGE:-localhost/chutes-miner-lab-mirror:bookworm}"
 cache_dir=/var/cache/chutes-miner-lab
 base_key="$(podman image inspect --format '{{index .Labels "chutes-miner-lab.key"}}' "$CHUTES_LAB_IMAGE")"
-key="$( (cat "$0"; find "$here/mirror" -type f -print0 | sort -z | xargs -0 cat; echo "$base_key") |
+key="$( (cat "$0"; find "$here/mirror" "$here/images" -type f -print0 | sort -z | xargs -0 cat; echo "$base_key") |
   sha256sum | cut -c1-12)"
 label=chutes-miner-lab.mirror-key
 
@@ -39,15 +40,23 @@ fi
 
 work="$(mktemp -d /var/tmp/chutes-miner-mirror.XXXXXX)"
 seed=chutes-lab-mirror-seed
+# Sandbox image tags: 3.10 and 3.10.1 (Kubernetes 1.34 and containerd 2.x),
+# 3.7 (microk8s 1.31). The test app image is pinned to Debian 12's busybox.
+pause_tags=(3.7 3.10 3.10.1)
+busybox_tag=1.35.0
+pause_ref=registry.k8s.io/pause:3.10
+bb_ref=localhost/chutes-lab-seed/busybox:$busybox_tag
+miner_ref=localhost/chutes-lab-seed/miner:lab
 cleanup() {
   podman rm -f -t 2 "$seed" >/dev/null 2>&1 || true
-  podman rmi -f "$image-stage" "localhost/chutes-lab-seed/busybox" >/dev/null 2>&1 || true
+  podman rmi -f "$image-stage" "$pause_ref" "$bb_ref" "$miner_ref" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # 1. Build context: the checked-in files plus what this machine knows.
 cp -a "$here/mirror/." "$work/"
+mkdir -p "$work/pause-ctx"
 sources=/etc/apt/sources.list.d/debian.sources
 debian="${DEBIAN_MIRROR:-$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$sources" 2>/dev/null || true)}"
 security="$(awk '/^URIs:/ && /security/ {print $2; exit}' "$sources" 2>/dev/null || true)"
@@ -98,28 +107,45 @@ for _ in $(seq 60); do
 done
 curl -fsS "http://$ip:5000/v2/" >/dev/null || { echo "build-mirror-image: registry did not start" >&2; exit 1; }
 
-# Small images from Debian's busybox-static, no registry needed.
+# Images the lab builds itself, no registry needed (tests/lab/README.md, "Images"):
+# - pause: our static sandbox program (images/pause/) FROM scratch, under every
+#   pause tag a Kubernetes release or microk8s asks for;
+# - busybox: Debian's busybox-static with every applet linked, the pinned test
+#   app image (library/busybox:<version>) and the mirrors canary (:latest);
+# - parachutes/miner:lab: a stand-in for the miner image.
+gcc -Os -static -Wall -Wextra -Werror -o "$work/pause-ctx/pause" "$here/images/pause/pause.c"
+strip "$work/pause-ctx/pause"
+cp "$here/images/pause/Containerfile" "$work/pause-ctx/"
+podman build -q --network none -t "$pause_ref" "$work/pause-ctx" >/dev/null
 mkdir -p "$work/bb/bin"
 podman cp "$seed:/bin/busybox" "$work/bb/bin/busybox"
-for applet in sh ls cat echo sleep true wget; do ln -sf busybox "$work/bb/bin/$applet"; done
+bb_version="$(podman exec "$seed" busybox | sed -n '1s/^BusyBox v\([0-9.]*\).*/\1/p')"
+[[ "$bb_version" == "$busybox_tag" ]] || {
+  echo "build-mirror-image: Debian's busybox is v$bb_version, the lab pins $busybox_tag (update busybox_tag and inventories/lab)" >&2
+  exit 1
+}
+for applet in $(podman exec "$seed" busybox --list); do ln -sf busybox "$work/bb/bin/$applet"; done
+bb_import() { # local-ref cmd-json label
+  tar -C "$work/bb" -c bin | podman import -q --change "CMD $2" --change "LABEL chutes-miner-lab.seed=$3" \
+    - "$1" >/dev/null
+}
+bb_import "$bb_ref" '["/bin/sh"]' "library/busybox:$busybox_tag"
+bb_import "$miner_ref" '["/bin/sh","-c","echo chutes miner lab stand-in; sleep 2147483647"]' parachutes/miner:lab
+# registry path -> local image
 declare -A seeds=(
-  [library/busybox:latest]='["/bin/sh"]'
-  [pause:3.7]='["/bin/sleep","2147483647"]'
-  [pause:3.10]='["/bin/sleep","2147483647"]'
-  [parachutes/miner:lab]='["/bin/sh","-c","echo chutes miner lab stand-in; sleep 2147483647"]'
+  ["library/busybox:$busybox_tag"]="$bb_ref"
+  [library/busybox:latest]="$bb_ref"
+  [parachutes/miner:lab]="$miner_ref"
 )
+for tag in "${pause_tags[@]}"; do seeds["pause:$tag"]="$pause_ref"; done
 echo "{" >"$work/images.json"
 first=1
-for ref in library/busybox:latest pause:3.7 pause:3.10 parachutes/miner:lab; do
-  local_ref="localhost/chutes-lab-seed/busybox:${ref//[:\/]/-}"
-  tar -C "$work/bb" -c bin | podman import -q --change "CMD ${seeds[$ref]}" \
-    --change "LABEL chutes-miner-lab.seed=$ref" - "$local_ref" >/dev/null
-  podman push -q --tls-verify=false --digestfile "$work/digest" "$local_ref" "docker://$ip:5000/$ref"
-  podman rmi -f "$local_ref" >/dev/null
+while read -r ref; do
+  podman push -q --tls-verify=false --digestfile "$work/digest" "${seeds[$ref]}" "docker://$ip:5000/$ref"
   ((first)) || echo "," >>"$work/images.json"
   first=0
   printf '  "%s": "%s"' "$ref" "$(cat "$work/digest")" >>"$work/images.json"
-done
+done < <(printf '%s\n' "${!seeds[@]}" | sort)
 printf '\n}\n' >>"$work/images.json"
 podman exec "$seed" mkdir -p /srv/lab
 podman cp "$work/images.json" "$seed:/srv/lab/images.json"
