@@ -1,4 +1,8 @@
-"""Ordered SQL migrations under a PostgreSQL advisory lock (whoever starts first applies)."""
+"""Ordered SQL migrations under a PostgreSQL advisory lock (whoever starts first applies).
+
+The SQL files are package data (`control_api/migrations/`), found through `importlib.resources`,
+so an installed wheel migrates exactly like the source tree.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg2
@@ -18,20 +24,21 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
 @dataclass(frozen=True)
 class Migration:
     version: str
-    up: Path
-    down: Path | None
+    up: Traversable
+    down: Traversable | None
 
 
-def default_dir() -> Path:
+def default_dir() -> Traversable:
+    """The packaged migrations; `CONTROL_API_MIGRATIONS` points elsewhere (tests, hotfixes)."""
     env = os.environ.get("CONTROL_API_MIGRATIONS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[3] / "migrations"
+    return files("control_api") / "migrations"
 
 
-def discover(directory: Path) -> list[Migration]:
-    ups: dict[str, Path] = {}
-    downs: dict[str, Path] = {}
+def discover(directory: Traversable) -> list[Migration]:
+    ups: dict[str, Traversable] = {}
+    downs: dict[str, Traversable] = {}
     for path in directory.iterdir():
         match = _NAME.match(path.name)
         if not match:
@@ -50,7 +57,7 @@ def _applied(cur: psycopg2.extensions.cursor) -> set[str]:
     return {row[0] for row in cur.fetchall()}
 
 
-def migrate(dsn: str, directory: Path | None = None, target: str | None = None) -> list[str]:
+def migrate(dsn: str, directory: Traversable | None = None, target: str | None = None) -> list[str]:
     """Apply pending migrations up to `target` (all if None); return the versions applied."""
     migrations = discover(directory or default_dir())
     conn = psycopg2.connect(dsn, options="-c TimeZone=UTC", application_name="control_api.migrate")
@@ -84,7 +91,7 @@ def migrate(dsn: str, directory: Path | None = None, target: str | None = None) 
     return done
 
 
-def rollback(dsn: str, directory: Path | None = None, steps: int = 1) -> list[str]:
+def rollback(dsn: str, directory: Traversable | None = None, steps: int = 1) -> list[str]:
     """Revert the newest `steps` migrations with their down files."""
     migrations = {m.version: m for m in discover(directory or default_dir())}
     conn = psycopg2.connect(dsn, options="-c TimeZone=UTC")
