@@ -60,7 +60,8 @@ class OwnRedis:
 @pytest.fixture()
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
+        # A missing server is a broken machine, not a reason to pass.
+        pytest.fail("redis-server not installed: run tests/services.sh")
     server = OwnRedis(tmp_path)
     server.start()
     yield server

@@ -8,6 +8,7 @@ and review the diff.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,13 @@ def test_render_matches_golden(
     rendered = render_case(CASES[name], catalog, resource_defaults)
     base = GOLDEN / name
     if os.environ.get("UPDATE_GOLDEN"):
+        shutil.rmtree(base, ignore_errors=True)
         for dest, text in rendered.items():
             target = base / dest.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
+        # Regenerating is never a pass: review the diff, then rerun without it.
+        pytest.fail(f"{name}: golden files rewritten; review `git diff {base}`, rerun without it")
     expected = {
         "/" + str(p.relative_to(base)): p.read_text()
         for p in sorted(base.rglob("*"))
