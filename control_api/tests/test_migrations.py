@@ -1,5 +1,5 @@
 """Migrations: fresh up/down, upstream-shaped schema in place, defaults, triggers, RESTRICT,
-concurrent starters under the advisory lock, and the conditional GPU claim."""
+concurrent starters under the advisory lock. GPU claims: tests/test_claims.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 from control_api.db.migrate import migrate, rollback
 
-ALL = ["0001_schema", "0002_audit_trail", "0003_inventory_version"]
+ALL = ["0001_schema", "0002_audit_trail", "0003_inventory_version", "0004_gpu_claims"]
 
 UPSTREAM_SCHEMA = """
 CREATE TABLE chutes (chute_id varchar PRIMARY KEY, validator varchar, name varchar,
@@ -130,54 +130,3 @@ def test_concurrent_starters_apply_once(fresh_db: Callable[[], str]) -> None:
     for t in threads:
         t.join(60)
     assert sorted(len(r) for r in results) == [0, 0, 0, len(ALL)]
-
-
-def test_gpu_claim_single_winner(database_dsn: str, db: psycopg2.extensions.connection) -> None:
-    """§8.4: one conditional UPDATE; N parallel claims for the same GPUs, one winner."""
-    with db.cursor() as cur:
-        cur.execute(
-            "INSERT INTO chutes (chute_id, validator, image, code, filename, ref_str,"
-            " version, gpu_count) VALUES ('c', 'v', 'i', 'x', 'f', 'r', '1', 2)"
-        )
-        cur.execute(
-            "INSERT INTO servers (server_id, validator, name, gpu_count, hourly_cost)"
-            " VALUES ('s', 'v', 'n', 2, 1)"
-        )
-        for g in ("g1", "g2"):
-            cur.execute(
-                "INSERT INTO gpus (gpu_id, server_id, device_info, model_short_ref,"
-                " verified) VALUES (%s, 's', '{}', 'h200', true)",
-                (g,),
-            )
-    wins: list[str] = []
-    barrier = threading.Barrier(6)
-
-    def claim(dep: str) -> None:
-        conn = psycopg2.connect(database_dsn)
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO deployments (deployment_id, validator, chute_id,"
-                    " server_id, version, stub) VALUES (%s, 'v', 'c', 's', '1', true)",
-                    (dep,),
-                )
-                barrier.wait(10)
-                cur.execute(
-                    "UPDATE gpus SET deployment_id = %s WHERE server_id = 's' AND"
-                    " verified AND deployment_id IS NULL AND gpu_id = ANY(%s)",
-                    (dep, ["g1", "g2"]),
-                )
-                if cur.rowcount != 2:
-                    raise RuntimeError("lost")
-            wins.append(dep)
-        except RuntimeError:
-            pass
-        finally:
-            conn.close()
-
-    threads = [threading.Thread(target=claim, args=(f"d{i}",)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert len(wins) == 1
