@@ -32,6 +32,7 @@ def resource_defaults(catalog: dict[str, Any]) -> dict[str, Any]:
     raw = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())["__mirrors_resource_defaults"]
     raw["registries"]["required_images"] = catalog["__mirrors_canaries"]
     raw["files"]["probe_artifact"] = catalog["__mirrors_files_probe"]
+    raw["k8s_binaries"]["probe_artifact"] = catalog["__mirrors_k8s_binaries_probe"]
     raw["huggingface"]["probe_path"] = catalog["__mirrors_hf_probe_path"]
     raw["huggingface"]["blocked_redirects"] = catalog["__mirrors_hf_blocked"]
     raw["dns"]["probe_name"] = catalog["__mirrors_dns_probe_name"]

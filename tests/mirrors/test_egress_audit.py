@@ -25,6 +25,7 @@ BLOCKED = [
     "github.com",
     "githubusercontent.com",
     "github.io",
+    "dl.k8s.io",
     "docker.io",
     "registry.k8s.io",
     "gcr.io",

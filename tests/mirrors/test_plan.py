@@ -88,7 +88,7 @@ def test_every_china_profile_plans_every_resource(
     p = plan(catalog, resource_defaults, profile, host)
     assert p["errors"] == []
     kinds = {s["kind"] for s in p["probes"]}
-    assert kinds == {"apt", "pypi", "registry", "file", "hf", "ntp", "dns"}
+    assert kinds == {"apt", "pypi", "registry", "file", "k8s_release", "hf", "ntp", "dns"}
     registries = p["resources"]["registries"]["groups"]
     assert {"docker.io", "registry.k8s.io", "gcr.io", "ghcr.io", "quay.io", "nvcr.io"} <= set(
         registries
@@ -348,8 +348,12 @@ def test_effective_exports_every_key(
         "workload_configmap",
         "nct_repo",
         "snap",
+        "k8s_binaries",
+        "k8s_binaries_upstream",
     ):
         assert key in eff
+    assert eff["k8s_binaries"] == "https://files.m.daocloud.io/dl.k8s.io/release"
+    assert eff["k8s_binaries_upstream"] == "https://dl.k8s.io/release"
     env = eff["workload_env"]
     assert env["PIP_INDEX_URL"] == eff["pypi_index"] == env["UV_DEFAULT_INDEX"]
     assert env["HF_ENDPOINT"] == "https://hf-mirror.com" and env["HF_HUB_DISABLE_XET"] == "1"
@@ -399,6 +403,43 @@ def test_effective_exports_every_key(
         ),
         ("https://github.com/a/b", {}, "https://github.com/a/b"),
         ("https://github.com/a/b", None, "https://github.com/a/b"),
+        # Kubernetes release binaries: onto the k8s_binaries tree when one was chosen ...
+        (
+            "https://dl.k8s.io/release/v1.34.4/bin/linux/amd64/kubelet",
+            {
+                "profile": "custom",
+                "files_prefix": "http://lab:8082/files",
+                "k8s_binaries": "http://lab:8082/kubernetes/",
+                "k8s_binaries_upstream": "https://dl.k8s.io/release",
+            },
+            "http://lab:8082/kubernetes/v1.34.4/bin/linux/amd64/kubelet",
+        ),
+        # ... else through the files prefix like any other host ...
+        (
+            "https://dl.k8s.io/release/v1.34.4/bin/linux/amd64/kubelet.sha256",
+            {
+                "profile": "tuna",
+                "files_prefix": "https://files.m.daocloud.io",
+                "k8s_binaries": "",
+                "k8s_binaries_upstream": "https://dl.k8s.io/release",
+            },
+            "https://files.m.daocloud.io/dl.k8s.io/release/v1.34.4/bin/linux/amd64/kubelet.sha256",
+        ),
+        # ... and an offline directory is a prefix like any other.
+        (
+            "https://github.com/etcd-io/etcd/releases/download/v3.6.16/e.tar.gz",
+            {"profile": "airgap", "files_prefix": "file:///srv/bundle/files"},
+            "file:///srv/bundle/files/github.com/etcd-io/etcd/releases/download/v3.6.16/e.tar.gz",
+        ),
+        (
+            "https://dl.k8s.io/release/v1.34.4/bin/linux/amd64/kubelet",
+            {
+                "profile": "none",
+                "k8s_binaries": "http://lab:8082/kubernetes",
+                "k8s_binaries_upstream": "https://dl.k8s.io/release",
+            },
+            "https://dl.k8s.io/release/v1.34.4/bin/linux/amd64/kubelet",
+        ),
     ],
 )
 def test_mirror_url(url: str, eff: dict[str, Any] | None, want: str) -> None:
@@ -416,3 +457,29 @@ def test_mirror_url_filter_rejects_non_urls() -> None:
     )
     with pytest.raises(AnsibleFilterError):
         f("github.com/x", {"profile": "tuna", "files_prefix": "https://p"})
+
+
+def test_offline_directories_only_for_download_trees(
+    catalog: dict[str, Any], resource_defaults: dict[str, Any]
+) -> None:
+    """files and k8s_binaries may name a directory on every host; other resources may not."""
+    custom = {
+        "files": ["file:///srv/bundle/files"],
+        "k8s_binaries": ["file:///srv/bundle/kubernetes"],
+    }
+    no_snap = {**resource_defaults, "snap": {"enabled": False}}
+    p = plan(catalog, no_snap, "airgap", custom=custom)
+    assert p["errors"] == []
+    kinds = {s["key"]: s["kind"] for s in p["probes"]}
+    assert kinds == {
+        "files/file:///srv/bundle/files": "file",
+        "k8s_binaries/file:///srv/bundle/kubernetes": "k8s_release",
+    }
+    bad = plan(
+        catalog,
+        no_snap,
+        "airgap",
+        custom={"pypi": ["file:///srv/simple"], "k8s_binaries": ["file://host/srv/k"]},
+    )
+    assert [e["en"].split(":")[0] for e in bad["errors"]] == ["pypi", "k8s_binaries"]
+    assert all(e["zh"] for e in bad["errors"])

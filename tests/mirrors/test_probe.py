@@ -79,6 +79,39 @@ def test_pypi_and_files(urls: dict[str, str]) -> None:
     assert p.probe_one({**good, "sha256": "0" * 64}, 1)["reason"] == "checksum"
 
 
+def test_k8s_release_tree_needs_a_digest(urls: dict[str, str], tmp_path: Any) -> None:
+    """The pinned .sha256 must hold a hex digest: the fault server's 200 body is not one."""
+    path = "v1.34.4/bin/linux/amd64/kubectl.sha256"
+    res = p.probe_one(spec("k8s_release", urls["ok"], path=path), 1)
+    assert (res["healthy"], res["reason"]) == (False, "content"), res
+    assert p.probe_one(spec("k8s_release", urls["forbidden"], path=path), 1)["reason"] == "403"
+    # An offline directory on the probed host: the same tree, read from disk.
+    tree = tmp_path / "kubernetes"
+    (tree / "v1.34.4/bin/linux/amd64").mkdir(parents=True)
+    (tree / path).write_text("ab" * 32 + "\n")
+    res = p.probe_one(spec("k8s_release", f"file://{tree}", path=path), 1)
+    assert res["healthy"] and res["status"] == "file ok, digest ok", res
+    res = p.probe_one(spec("k8s_release", f"file://{tree}", path="v9/kubectl.sha256"), 1)
+    assert (res["healthy"], res["reason"]) == (False, "404"), res
+    (tree / path).write_text("<html>not found</html>")
+    assert p.probe_one(spec("k8s_release", f"file://{tree}", path=path), 1)["reason"] == "content"
+
+
+def test_files_from_an_offline_directory(tmp_path: Any) -> None:
+    asset = tmp_path / "github.com/o/r/releases/download/v1/a.txt"
+    asset.parent.mkdir(parents=True)
+    asset.write_bytes(fs.FILE_BODY)
+    good = spec(
+        "file",
+        f"file://{tmp_path}",
+        path="github.com/o/r/releases/download/v1/a.txt",
+        sha256=fs.FILE_SHA256,
+    )
+    assert p.probe_one(good, 1)["healthy"]
+    assert p.probe_one({**good, "sha256": "0" * 64}, 1)["reason"] == "checksum"
+    assert p.probe_one({**good, "path": "missing"}, 1)["reason"] == "404"
+
+
 def test_hf_redirect_to_blocked_host_warns_without_following(urls: dict[str, str]) -> None:
     res = p.probe_one(spec("hf", urls["redirect"], path="/gpt2/resolve/main/model.safetensors"), 1)
     assert res["healthy"] and "huggingface.co" in res["warning"]

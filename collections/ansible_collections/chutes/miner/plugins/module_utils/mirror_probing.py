@@ -5,8 +5,10 @@
 Each probe spec (built by mirrors.build_plan) has a ``kind``:
 apt (``dists/<suite>/InRelease``), flat_apt (``InRelease``), pypi (``<index>/<pkg>/``
 lists ``<pkg>-``), registry (``/v2/`` then a manifest HEAD per required image, with
-the bearer-token flow), file (GET, optional sha256), hf (no redirect to a blocked
-host), ntp (one SNTP query), dns (one UDP A query). Every probe has its own
+the bearer-token flow), file (GET, optional sha256), k8s_release (a release tree's
+``.sha256`` file holds a hex digest), hf (no redirect to a blocked host), ntp (one SNTP
+query), dns (one UDP A query). file and k8s_release candidates may be ``file:///dir``: a
+directory on the probed host itself (an offline copy of the tree). Every probe has its own
 timeout; the whole batch is bounded by ``deadline``.
 """
 
@@ -16,7 +18,9 @@ import concurrent.futures
 import email.utils
 import hashlib
 import json
+import os
 import random
+import re
 import socket
 import struct
 import time
@@ -202,20 +206,53 @@ def _probe_registry(spec: dict[str, Any], timeout: float) -> str:
     return f"HTTP 200, {len(spec.get('images', []))} manifest(s)"
 
 
+def _local(url: str, limit: int) -> bytes:
+    """The first ``limit`` bytes of a ``file:///path`` on this host."""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    if not os.path.isfile(path):
+        raise _Fail("404", f"no file {path}")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit)
+    except OSError as exc:
+        raise _Fail("unreachable", f"error: {exc}"[:80]) from exc
+
+
+def _fetch(url: str, timeout: float, *, head: bool, blocked: Iterable[str]) -> tuple[str, bytes]:
+    """GET (or HEAD) an http(s) URL, or read a file:// one; (status text, body)."""
+    if url.startswith("file:"):
+        return "file ok", b"" if head else _local(url, 64 << 20)
+    code, _, body = _http(
+        url, timeout, method="HEAD" if head else "GET", limit=64 << 20, blocked=blocked
+    )
+    _expect(code)
+    return "HTTP 200", body
+
+
 def _probe_file(spec: dict[str, Any], timeout: float) -> str:
     url = _join(spec["url"], spec.get("path", "")) if spec.get("path") else spec["url"]
     want = str(spec.get("sha256", "")).lower()
-    code, _, body = _http(
-        url,
+    status, body = _fetch(url, timeout, head=not want, blocked=spec.get("blocked", ()))
+    if want and hashlib.sha256(body).hexdigest() != want:
+        raise _Fail("checksum", f"{status}, sha256 mismatch")
+    return status + (", sha256 ok" if want else "")
+
+
+_DIGEST = re.compile(rb"^\s*[0-9a-fA-F]{64}(\s|$)")
+
+
+def _probe_k8s_release(spec: dict[str, Any], timeout: float) -> str:
+    """A pinned ``<binary>.sha256`` of the release tree must hold a sha256 hex digest (a 200
+    answer with an HTML error page or an empty file is not a release tree)."""
+    status, body = _fetch(
+        _join(spec["url"], spec.get("path", "")),
         timeout,
-        method="GET" if want else "HEAD",
-        limit=64 << 20,
+        head=False,
         blocked=spec.get("blocked", ()),
     )
-    _expect(code)
-    if want and hashlib.sha256(body).hexdigest() != want:
-        raise _Fail("checksum", "HTTP 200, sha256 mismatch")
-    return "HTTP 200" + (", sha256 ok" if want else "")
+    if not _DIGEST.match(body[:4096]):
+        raise _Fail("content", f"{status}, no sha256 digest")
+    return status + ", digest ok"
 
 
 def _probe_hf(spec: dict[str, Any], timeout: float) -> tuple[str, str]:
@@ -290,6 +327,8 @@ def probe_one(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
             status = _probe_registry(spec, timeout)
         elif kind == "file":
             status = _probe_file(spec, timeout)
+        elif kind == "k8s_release":
+            status = _probe_k8s_release(spec, timeout)
         elif kind == "hf":
             status, warning = _probe_hf(spec, timeout)
         elif kind == "ntp":

@@ -24,6 +24,7 @@ RESOURCES = (
     "pypi",
     "registries",
     "files",
+    "k8s_binaries",
     "huggingface",
     "ntp",
     "dns",
@@ -42,6 +43,9 @@ WORKLOAD_ENV_FILE = "/etc/chutes-miner/mirrors.env"
 WORKLOAD_CONFIGMAP = "mirror-env"
 ON_FAILURE = ("fail", "warn", "upstream")
 RESTORE_MODES = ("backup", "canonical")
+# Resources whose candidates may also be a directory on every host (file:///abs/path): the
+# offline copy of a download tree for airgapped clusters.
+FILE_SOURCES = ("files", "k8s_binaries")
 # Resources whose every healthy candidate is kept, in order (the others keep the first).
 MULTI = ("registries", "ntp", "dns")
 MARKER = "managed-by: chutes.miner.mirrors"
@@ -73,6 +77,14 @@ def valid_url(url: Any) -> bool:
         return False
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname) and _valid_port(parts)
+
+
+def valid_file_url(url: Any) -> bool:
+    """``file:///abs/dir``: a directory that exists on every host (no host part)."""
+    if not isinstance(url, str) or any(c.isspace() for c in url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme == "file" and not parts.netloc and parts.path.startswith("/")
 
 
 def _valid_port(parts: Any) -> bool:
@@ -137,6 +149,8 @@ def _check_candidate(resource: str, cand: dict[str, Any]) -> list[dict[str, str]
         if resource == "dns"
         else not (valid_host(url) or valid_ip(url))
         if resource == "ntp"
+        else not (valid_url(url) or valid_file_url(url))
+        if resource in FILE_SOURCES
         else not valid_url(url)
     )
     errors = []
@@ -149,6 +163,8 @@ def _check_candidate(resource: str, cand: dict[str, Any]) -> list[dict[str, str]
                     if resource == "dns"
                     else "a host name"
                     if resource == "ntp"
+                    else "an http(s) URL or file:///absolute/dir"
+                    if resource in FILE_SOURCES
                     else "an http(s) URL"
                 )
                 + ")",
@@ -491,6 +507,9 @@ def _probe_spec(
     elif res == "files":
         art = settings.get("probe_artifact") or {}
         spec.update(kind="file", path=art.get("path", ""), sha256=art.get("sha256", ""))
+    elif res == "k8s_binaries":
+        art = settings.get("probe_artifact") or {}
+        spec.update(kind="k8s_release", path=art.get("path", ""))
     elif res == "huggingface":
         spec.update(kind="hf", path=settings.get("probe_path", "/"))
     elif res == "ntp":
@@ -605,6 +624,7 @@ def effective(plan: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]
     pypi = first("pypi").get("url", "")
     hf = first("huggingface").get("url", "")
     files = first("files").get("url", "")
+    k8s_binaries = str(first("k8s_binaries").get("url", "")).rstrip("/")
     files_settings = res.get("files", {}).get("settings", {})
     registries = {
         g: [c["url"] for c in chosen[g]]
@@ -636,6 +656,8 @@ def effective(plan: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]
         },
         "files_prefix": files,
         "artifact_server": str(files_settings.get("artifact_server", "") or ""),
+        "k8s_binaries": k8s_binaries,
+        "k8s_binaries_upstream": str(up.get("k8s_binaries", "")).rstrip("/"),
         "hf_endpoint": hf,
         "ntp": [c["url"] for c in chosen.get("ntp", [])],
         "dns": [c["url"] for c in chosen.get("dns", [])],
@@ -811,18 +833,27 @@ def files_plan(
 
 
 def mirror_url(url: str, effective_: dict[str, Any] | None) -> str:
-    """Route a download URL through the artifact server or the files prefix mirror.
+    """Route a download URL through the mirror of its kind.
 
-    ``https://<host>/<path>`` becomes ``<prefix>/<host>/<path>``;
-    with no mirror (profile ``none`` or an empty fact) the URL is unchanged.
+    A Kubernetes release URL (under ``k8s_binaries_upstream``, the upstream release tree) goes
+    to the ``k8s_binaries`` mirror when one was chosen: ``<base>/<path below release/>``.
+    Everything else, and release URLs without that mirror, goes through the artifact server
+    or the files prefix mirror: ``https://<host>/<path>`` becomes ``<prefix>/<host>/<path>``.
+    With no mirror (profile ``none`` or an empty fact) the URL is unchanged.
     """
     if not effective_:
         return url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"mirror_url: not an http(s) URL: {url!r}")
+    if effective_.get("profile") == "none":
+        return url
+    k8s_base = str(effective_.get("k8s_binaries") or "")
+    k8s_upstream = str(effective_.get("k8s_binaries_upstream") or "").rstrip("/")
+    if k8s_base and k8s_upstream and url.startswith(k8s_upstream + "/"):
+        return k8s_base.rstrip("/") + url[len(k8s_upstream) :]
     prefix = str(effective_.get("artifact_server") or effective_.get("files_prefix") or "")
-    if not prefix or effective_.get("profile") == "none":
+    if not prefix:
         return url
     rest = parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
     return prefix.rstrip("/") + "/" + rest
