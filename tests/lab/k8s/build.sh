@@ -67,6 +67,17 @@ wrapper() {
   [[ -f go.mod ]] || go mod init "example.invalid/chutes-lab-build/$1" >/dev/null 2>&1
 }
 
+# deps VERSION PKG...: require each package's module at VERSION (as tools, so
+# `go mod tidy` keeps every module they import), once per wrapper.
+deps() {
+  local version="$1" p
+  shift
+  [[ -f .deps-done ]] && return 0
+  for p in "$@"; do go get -tool "$p@$version" >/dev/null; done
+  go mod tidy >/dev/null 2>&1
+  touch .deps-done
+}
+
 timed() { # name command...
   local t0=$SECONDS
   "${@:2}"
@@ -109,10 +120,7 @@ build_kubernetes() {
 
 build_etcd() {
   wrapper etcd
-  if [[ ! -f .deps-done ]]; then
-    go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@v$ETCD_VERSION" >/dev/null 2>&1
-    touch .deps-done
-  fi
+  deps "v$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$stage/bin/etcd" go.etcd.io/etcd/server/v3
   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$stage/bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
 }
@@ -120,10 +128,7 @@ build_etcd() {
 build_containerd() {
   local mod=github.com/containerd/containerd/v2
   wrapper containerd
-  if [[ ! -f .deps-done ]]; then
-    go get "$mod@v$CONTAINERD_VERSION" >/dev/null 2>&1
-    touch .deps-done
-  fi
+  deps "v$CONTAINERD_VERSION" "$mod/cmd/containerd" "$mod/cmd/containerd-shim-runc-v2" "$mod/cmd/ctr"
   local ld="-s -w -X $mod/version.Version=v$CONTAINERD_VERSION -X $mod/version.Revision=chutes-lab"
   # The snapshotters the lab never uses are left out, as kind does.
   CGO_ENABLED=0 go build -trimpath -tags "no_aufs no_zfs no_btrfs no_devmapper" -ldflags "$ld" \
@@ -132,10 +137,7 @@ build_containerd() {
 
 build_runc() {
   wrapper runc
-  if [[ ! -f .deps-done ]]; then
-    go get "github.com/opencontainers/runc@v$RUNC_VERSION" >/dev/null 2>&1
-    touch .deps-done
-  fi
+  deps "v$RUNC_VERSION" github.com/opencontainers/runc
   CGO_ENABLED=1 go build -trimpath -tags seccomp -ldflags "-s -w -X main.version=$RUNC_VERSION" \
     -o "$stage/bin/runc" github.com/opencontainers/runc
 }
@@ -143,10 +145,8 @@ build_runc() {
 build_cni() {
   local mod=github.com/containernetworking/plugins
   wrapper cni
-  if [[ ! -f .deps-done ]]; then
-    go get "$mod@v$CNI_PLUGINS_VERSION" >/dev/null 2>&1
-    touch .deps-done
-  fi
+  deps "v$CNI_PLUGINS_VERSION" "$mod/plugins/main/bridge" "$mod/plugins/main/loopback" \
+    "$mod/plugins/ipam/host-local" "$mod/plugins/meta/portmap"
   CGO_ENABLED=0 go build -trimpath \
     -ldflags "-s -w -X $mod/pkg/utils/buildversion.BuildVersion=v$CNI_PLUGINS_VERSION" \
     -o "$stage/bin/cni/" "$mod/plugins/main/bridge" "$mod/plugins/main/loopback" \
