@@ -101,7 +101,7 @@ cmd_nodes() {
   local pids=()
   for n in "${nodes[@]}"; do
     wait_for "sshd on $n" 120 on_node "$n" true
-    # The image carries no apt lists (test-lab.md 3): fetch them once per node.
+    # The image carries no apt lists (docs/testing.md §6): fetch them once per node.
     on_node "$n" 'ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq --error-on=any' &
     pids+=($!)
   done

@@ -22,7 +22,7 @@ fi
 mkdir -p "$CHUTES_LAB_DIR"
 chmod 0700 "$CHUTES_LAB_DIR"
 # Rootful podman's default ulimits exceed this machine's hard limits, and crun
-# refuses hybrid cgroups here: derive the ulimits, select runc (test-lab.md 2.2).
+# refuses hybrid cgroups here: derive the ulimits, select runc (docs/testing.md §5).
 nofile="$(ulimit -Hn)"
 nproc="$(ulimit -Hu)"
 [[ "$nproc" == unlimited || "$nproc" -gt 32768 ]] && nproc=32768

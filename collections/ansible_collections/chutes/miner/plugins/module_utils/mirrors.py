@@ -182,7 +182,7 @@ def _check_candidate(resource: str, cand: dict[str, Any]) -> list[dict[str, str]
 
 
 def _check_snap(settings: dict[str, Any], enabled: bool, profile: str) -> list[dict[str, str]]:
-    """Snap settings: a known mode and the inputs that mode needs (china-mirrors.md §3.8)."""
+    """Snap settings: a known mode and the inputs that mode needs (docs/mirrors.md §3.8)."""
     if not enabled:
         return []
     mode = settings.get("mode", "bundle")
@@ -718,7 +718,7 @@ def _group_files(host: dict[str, Any], settings: dict[str, Any]) -> dict[str, li
             },
         ]
     # NVIDIA's cuda-keyring package drops this .list (its host, another Signed-By for the same
-    # repo): backed up and removed while the role writes cuda.sources (china-mirrors.md §2.3).
+    # repo): backed up and removed while the role writes cuda.sources (docs/mirrors.md §2.3).
     flat["cuda_apt"].append(
         {
             "dest": f"/etc/apt/sources.list.d/cuda-{paths['distro']}-{paths['arch']}.list",
@@ -727,7 +727,7 @@ def _group_files(host: dict[str, Any], settings: dict[str, Any]) -> dict[str, li
             "remove": True,
         }
     )
-    # Both repos carry the toolkit packages: pin them to the toolkit repo (china-mirrors.md §2.3).
+    # Both repos carry the toolkit packages: pin them to the toolkit repo (docs/mirrors.md §2.3).
     flat["nct_apt"].append(
         {
             "dest": "/etc/apt/preferences.d/60-mirrors-nvidia-container-toolkit",
