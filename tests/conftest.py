@@ -1,5 +1,8 @@
 """Shared fixtures for the repository's tests.
 
+``control_plane`` is a real Kubernetes API server (etcd, kube-apiserver, kube-controller-manager
+as local processes, RBAC on), one per pytest worker: tests/k8s/README.md.
+
 ``lab_nodes`` starts the lab (``tests/lab/lab.sh nodes``: lab-mirror, cpu-0, gpu-0, gpu-1)
 once per session and yields the lab inventory path. A lab that was already up (a developer's
 ``make lab``) is left running; a lab the fixture started is removed when the last pytest
@@ -21,6 +24,8 @@ from pathlib import Path
 import pytest
 from ansible.plugins.loader import init_plugin_loader
 
+from tests.k8s.controlplane import ControlPlane, pid_alive, session_fixture
+
 REPO = Path(__file__).resolve().parent.parent
 # One way to import the collection in every test process: Ansible's collection finder, set up
 # before any test imports `ansible_collections.chutes.miner`. A test that sets it up later (to
@@ -33,16 +38,6 @@ LAB_INVENTORY = REPO / "inventories" / "lab" / "inventory.yml"
 
 def _lab_dir() -> Path:
     return Path(os.environ.get("CHUTES_LAB_DIR", "/tmp/chutes-miner-lab"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager
@@ -58,7 +53,7 @@ def _locked_state() -> Iterator[dict[str, list[int]]]:
             state: dict[str, list[int]] = json.loads(state_file.read_text())
         except (FileNotFoundError, ValueError):
             state = {"users": [], "owned": []}
-        state["users"] = [pid for pid in state.get("users", []) if _alive(pid)]
+        state["users"] = [pid for pid in state.get("users", []) if pid_alive(pid)]
         state.setdefault("owned", [])
         yield state
         state_file.write_text(json.dumps(state))
@@ -90,3 +85,10 @@ def lab_nodes() -> Iterator[Path]:
             if not state["users"] and state["owned"]:
                 _lab("down", check=False)
                 state["owned"] = []
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """A Kubernetes control plane for this worker (tests/k8s/README.md); fails, never skips,
+    when the binaries are missing (`make k8s-bin`)."""
+    yield from session_fixture()
