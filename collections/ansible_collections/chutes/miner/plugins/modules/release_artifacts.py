@@ -14,8 +14,9 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -130,6 +131,7 @@ current:
   returned: always
 """
 
+T = TypeVar("T")
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _CHUNK = 1 << 20
 
@@ -244,12 +246,13 @@ def _describe(exc: Exception) -> str:
     return f"{exc}"
 
 
-def fetch_text(url: str, timeout: int, retries: int) -> str:
+def _retrying(url: str, timeout: int, retries: int, read: Callable[[Any], T]) -> T:
+    """``read`` the opened ``url``, up to ``retries`` times; a 404 is final."""
     last: Exception | None = None
     for _ in range(max(1, retries)):
         try:
             with _open(url, timeout) as resp:
-                return bytes(resp.read(1 << 20)).decode("utf-8", "replace")
+                return read(resp)
         except urllib.error.HTTPError as exc:
             last = exc
             if exc.code == 404:
@@ -257,26 +260,26 @@ def fetch_text(url: str, timeout: int, retries: int) -> str:
         except (OSError, ValueError) as exc:
             last = exc
     raise OSError(_describe(last) if last else "no answer")
+
+
+def fetch_text(url: str, timeout: int, retries: int) -> str:
+    return _retrying(
+        url, timeout, retries, lambda resp: bytes(resp.read(1 << 20)).decode("utf-8", "replace")
+    )
 
 
 def download(url: str, path: str, timeout: int, retries: int) -> str:
     """Stream ``url`` into ``path``; its sha256."""
-    last: Exception | None = None
-    for _ in range(max(1, retries)):
+
+    def save(resp: Any) -> str:
         digest = hashlib.sha256()
-        try:
-            with _open(url, timeout) as resp, open(path, "wb") as out:
-                for chunk in iter(lambda: resp.read(_CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-            return digest.hexdigest()
-        except urllib.error.HTTPError as exc:
-            last = exc
-            if exc.code == 404:
-                break
-        except (OSError, ValueError) as exc:
-            last = exc
-    raise OSError(_describe(last) if last else "no answer")
+        with open(path, "wb") as out:
+            for chunk in iter(lambda: resp.read(_CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        return digest.hexdigest()
+
+    return _retrying(url, timeout, retries, save)
 
 
 def expected_digest(text: str, url: str) -> str | None:
