@@ -234,14 +234,19 @@ def main() -> None:
             module.warn(
                 f"the kernel cannot create a WireGuard link ({kernel_error}): falling back to"
                 " wireguard-go, which is slower. Install the module (linux-modules-extra) or set"
-                " wireguard_userspace: true to silence this."
+                " wireguard_userspace: true to silence this. / 内核无法创建 WireGuard 网卡"
+                f"（{kernel_error}），改用较慢的 wireguard-go。"
+                "请安装内核模块（linux-modules-extra），"
+                "或设置 wireguard_userspace: true 以不再显示此提示。"
             )
     underlay = underlay_mtu()
     mtu = module.params["mtu"]
     if mtu is not None and underlay is not None and mtu > underlay - 80:
         module.warn(
             f"wireguard_mtu {mtu} is above the underlay MTU {underlay} minus 80;"
-            " large packets will fragment or drop."
+            " large packets will fragment or drop. / wireguard_mtu"
+            f" {mtu} 大于底层网络 MTU {underlay} 减 80，"
+            "大数据包会被分片或丢弃；请调小 wireguard_mtu。"
         )
     module.exit_json(
         changed=False,
