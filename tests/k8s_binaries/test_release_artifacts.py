@@ -70,7 +70,7 @@ def _tgz(members: dict[str, bytes]) -> bytes:
 def _params(tmp_path: Path, artifacts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "artifacts": [
-            {"checksum_url": None, "sha256": "", "dest": None, "files": None, "mode": "0755", **a}
+            {"checksum_urls": None, "sha256": "", "dest": None, "files": None, "mode": "0755", **a}
             for a in artifacts
         ],
         "staging_dir": str(tmp_path / "state" / "staging"),
@@ -176,11 +176,32 @@ def test_every_problem_is_reported_at_once(
         ra.run(_params(tmp_path, artifacts), check_mode=False)
     english = [en for en, _ in err.value.problems]
     assert len(english) == 3, english
-    assert english[0].startswith("kubelet: cannot read the checksum file") and "404" in english[0]
+    assert english[0].startswith("kubelet: no checksum found") and "HTTP 404" in english[0]
     assert english[1].startswith("kubectl: sha256 mismatch")
     assert english[2] == "containerd: archive lacks bin/runc"
     assert all(zh for _, zh in err.value.problems)
     assert not out.exists()
+
+
+def test_checksum_files_are_tried_in_order(
+    tree: tuple[Path, str, list[str]], tmp_path: Path
+) -> None:
+    """No .sha256 next to the asset: the release's SHA256SUMS (several lines) is used."""
+    root, base, _ = tree
+    data = b"etcd-archive"
+    rel = "files/github.com/etcd-io/etcd/releases/download/v3.6.16"
+    (root / rel).mkdir(parents=True)
+    (root / rel / "etcd.tar.gz").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    (root / rel / "SHA256SUMS").write_text(f"{'0' * 64}  other.zip\n{digest}  etcd.tar.gz\n")
+    url = f"{base}/{rel}/etcd.tar.gz"
+    artifact = {
+        "name": "etcd",
+        "url": url,
+        "checksum_urls": [f"{url}.sha256", f"{base}/{rel}/SHA256SUMS"],
+        "dest": str(tmp_path / "bin" / "etcd.tar.gz"),
+    }
+    assert ra.run(_params(tmp_path, [artifact]), check_mode=False)["installed"] == ["etcd"]
 
 
 def test_pinned_digest_and_offline_directory(tmp_path: Path) -> None:

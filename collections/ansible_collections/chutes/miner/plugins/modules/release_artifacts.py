@@ -26,7 +26,7 @@ short_description: Install release binaries only after every download's sha256 m
 description:
   - For each artifact (a plain file or a C(.tar.gz)/C(.tgz) archive) that is not installed as
     wanted, downloads it into O(staging_dir) and checks its sha256 against O(artifacts[].sha256)
-    when pinned, else against the checksum file at O(artifacts[].checksum_url). Archives must
+    when pinned, else against the first of O(artifacts[].checksum_urls) that lists it. Archives must
     hold every member named in O(artifacts[].files).
   - Only when B(every) download matched are the files installed, each through a temporary file
     renamed into place. One mismatch, missing checksum or missing member fails the module with
@@ -52,12 +52,15 @@ options:
         description: Where to download the artifact (http, https or file).
         type: str
         required: true
-      checksum_url:
+      checksum_urls:
         description:
-          - Checksum file of the artifact; default O(artifacts[].url) plus C(.sha256).
-          - Either a bare hex digest or C(sha256sum) lines (C(<hex>  <file>)); the line whose file
-            name is the artifact's file name is used.
-        type: str
+          - Checksum files of the artifact, tried in order until one lists it; default
+            O(artifacts[].url) plus C(.sha256).
+          - Each is either a bare hex digest or C(sha256sum) lines (C(<hex>  <file>)); the line
+            whose file name is the artifact's file name is used, so a release's C(SHA256SUMS)
+            works too.
+        type: list
+        elements: str
       sha256:
         description: Pinned sha256 (hex); when set, the checksum file is not read.
         type: str
@@ -100,8 +103,10 @@ EXAMPLES = r"""
         dest: /usr/local/bin/kubelet
       - name: containerd
         url: https://mirror.example.cn/files/containerd/v2.2.9/containerd-2.2.9-linux-amd64.tar.gz
-        # upstream publishes .sha256sum files for containerd
-        checksum_url: https://mirror.example.cn/files/containerd/v2.2.9/containerd-2.2.9-linux-amd64.tar.gz.sha256sum
+        # a .sha256 next to the archive, else upstream's .sha256sum
+        checksum_urls:
+          - https://mirror.example.cn/files/containerd/v2.2.9/containerd-2.2.9-linux-amd64.tar.gz.sha256
+          - https://mirror.example.cn/files/containerd/v2.2.9/containerd-2.2.9-linux-amd64.tar.gz.sha256sum
         files:
           bin/containerd: /usr/local/bin/containerd
           bin/ctr: /usr/local/bin/ctr
@@ -148,7 +153,7 @@ class ArtifactError(Exception):
 class Artifact:
     name: str
     url: str
-    checksum_url: str
+    checksum_urls: list[str]
     sha256: str
     files: dict[str, str]  # member ("" for a plain file) -> install path
     mode: int
@@ -186,7 +191,7 @@ def parse(spec: dict[str, Any]) -> Artifact:
     return Artifact(
         name=name,
         url=str(spec["url"]),
-        checksum_url=str(spec.get("checksum_url") or f"{spec['url']}.sha256"),
+        checksum_urls=[str(u) for u in spec.get("checksum_urls") or [f"{spec['url']}.sha256"]],
         sha256=pin,
         files={str(k): str(v) for k, v in files.items()},
         mode=int(str(spec.get("mode") or "0755"), 8),
@@ -307,29 +312,25 @@ def stage(todo: list[Artifact], staging: str, timeout: int, retries: int) -> dic
     problems: list[tuple[str, str]] = []
     staged: dict[str, str] = {}
     for art in todo:
-        want = art.sha256
-        if not want:
+        want = art.sha256 or ""
+        tried: list[str] = []
+        for url in [] if want else art.checksum_urls:
             try:
-                want = (
-                    expected_digest(fetch_text(art.checksum_url, timeout, retries), art.url) or ""
-                )
+                want = expected_digest(fetch_text(url, timeout, retries), art.url) or ""
             except OSError as exc:
-                problems.append(
-                    (
-                        f"{art.name}: cannot read the checksum file {art.checksum_url}: {exc}",
-                        f"{art.name}：无法读取校验文件 {art.checksum_url}：{exc}",
-                    )
-                )
+                tried.append(f"{url}: {exc}")
                 continue
-            if not want:
-                base = os.path.basename(art.url)
-                problems.append(
-                    (
-                        f"{art.name}: {art.checksum_url} holds no sha256 for {base}",
-                        f"{art.name}：{art.checksum_url} 中没有 {base} 的 sha256",
-                    )
+            if want:
+                break
+            tried.append(f"{url}: no sha256 for {os.path.basename(art.url)}")
+        if not want:
+            problems.append(
+                (
+                    f"{art.name}: no checksum found ({'; '.join(tried)})",
+                    f"{art.name}：找不到校验值（{'; '.join(tried)}）",
                 )
-                continue
+            )
+            continue
         path = os.path.join(staging, art.name)
         try:
             got = download(art.url, path, timeout, retries)
@@ -479,7 +480,7 @@ def main() -> None:
                 "options": {
                     "name": {"type": "str", "required": True},
                     "url": {"type": "str", "required": True},
-                    "checksum_url": {"type": "str"},
+                    "checksum_urls": {"type": "list", "elements": "str"},
                     "sha256": {"type": "str", "default": ""},
                     "dest": {"type": "path"},
                     "files": {"type": "dict"},
