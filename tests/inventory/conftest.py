@@ -1,144 +1,156 @@
-"""Fixtures for the inventory suite: import path for the in-tree collection, and lab nodes.
+"""Helpers of the inventory suite: inventories as plain data, checked without any host.
 
-``inventory_nodes`` gives three reachable nodes (cpu-0, gpu-0, gpu-1) whose /etc must stay
-unchanged. By default they are containers of the lab image started here (one set per xdist
-worker, on their own podman network): the shared lab (``lab_nodes`` of tests/conftest.py) is
-converged by other tests and sessions at the same time, which changes /etc under the
-checksums (measured: 7 of 26 cases failed while a site.yml run converged the lab).
-``CHUTES_INVENTORY_SUITE_NODES=lab`` runs the suite against the shared lab instead, when
-nothing else converges it.
+``Inv`` describes an inventory the way an operator writes one (cluster vars, hosts with their
+groups and vars) and turns it into what the validation reads: ``hostvars`` as plain dicts and
+``groups``, or a YAML inventory file for the end-to-end cases. ``check`` runs the real
+validation (module_utils.inventory_rules.validate) on it.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ansible_collections.chutes.miner.plugins.filter.inventory_check import mirrors_data
+from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import Result, validate
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "collections"))
-
-HOSTS = ("cpu-0", "gpu-0", "gpu-1")
-_SSH = (
-    "ssh",
-    "-o",
-    "StrictHostKeyChecking=no",
-    "-o",
-    "UserKnownHostsFile=/dev/null",
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "LogLevel=ERROR",
-)
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str
-    address: str
+ROLE = REPO / "collections/ansible_collections/chutes/miner/roles/preflight"
+GPUS: dict[str, Any] = yaml.safe_load((ROLE / "vars/gpus.yml").read_text())["__preflight_gpus"]
+UPSTREAM_NAMES: dict[str, str] = yaml.safe_load((ROLE / "vars/main.yml").read_text())[
+    "__preflight_upstream_names"
+]
+MIRRORS = mirrors_data()
+HOTKEY = "5Dt7HZ7Zpw4DppPxFM7Ke3Cm7sDAWhsZXmM5ZAmE7dSVJbcQ"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOxkdB1P3h8xpGA5nXk3v0yAQbzLHGvJdV9tX1c2bB7X op@lt"
+VALIDATOR = {
+    "hotkey": HOTKEY,
+    "api": "https://api.chutes.ai",
+    "registry": "registry.chutes.ai",
+    "socket": "wss://ws.chutes.ai",
+}
 
 
-@dataclass(frozen=True)
-class Nodes:
-    nodes: tuple[Node, ...]
-    key: Path
+@dataclass
+class Inv:
+    """An inventory: cluster-wide vars, and per host its groups and vars."""
 
-    def ssh(self, node: Node, command: str) -> str:
-        proc = subprocess.run(
-            [*_SSH, "-i", str(self.key), f"root@{node.address}", command],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
+    cluster: dict[str, Any] = field(default_factory=dict)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
-    def etc_checksums(self) -> dict[str, str]:
-        """A checksum of every file under /etc, per node (the proof that nothing changed)."""
-        listing = "find /etc -xdev -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum"
-        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
-            sums = pool.map(lambda node: self.ssh(node, listing).split()[0], self.nodes)
-        return dict(zip((n.name for n in self.nodes), sums, strict=True))
+    def hostvars(self) -> dict[str, dict[str, Any]]:
+        return {h: {**copy.deepcopy(self.cluster), **v} for h, v in self.hosts.items()}
 
+    def group_map(self) -> dict[str, list[str]]:
+        out = {g: list(h) for g, h in self.groups.items()}
+        out["all"] = list(self.hosts)
+        out["ungrouped"] = [h for h in self.hosts if not any(h in m for m in self.groups.values())]
+        return out
 
-def _podman(*args: str) -> str:
-    proc = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"podman {' '.join(args)}: {proc.stderr}"
-    return proc.stdout.strip()
+    def host(self, name: str) -> dict[str, Any]:
+        return self.hosts[name]
 
-
-def _from_lab_inventory(path: Path, key: Path) -> Nodes:
-    data = yaml.safe_load(path.read_text())
-    found: dict[str, str] = {}
-
-    def walk(group: dict[str, Any]) -> None:
-        for name, host_vars in (group.get("hosts") or {}).items():
-            if name in HOSTS:
-                found[name] = str((host_vars or {}).get("ansible_host", name))
-        for child in (group.get("children") or {}).values():
-            walk(child or {})
-
-    walk(data.get("all", data))
-    return Nodes(tuple(Node(h, found[h]) for h in HOSTS), key)
+    def to_yaml(self) -> dict[str, Any]:
+        """The inventory as an Ansible YAML inventory file."""
+        children: dict[str, Any] = {}
+        for group, members in self.groups.items():
+            children[group] = {"hosts": {h: None for h in members}}
+        return {
+            "all": {
+                "vars": copy.deepcopy(self.cluster),
+                "hosts": copy.deepcopy(self.hosts),
+                "children": children,
+            }
+        }
 
 
-@pytest.fixture(scope="session")
-def inventory_nodes(request: pytest.FixtureRequest) -> Iterator[Nodes]:
-    key = Path(os.environ.get("CHUTES_LAB_KEY", "/tmp/chutes-miner-lab/id_ed25519"))
-    if os.environ.get("CHUTES_INVENTORY_SUITE_NODES") == "lab":
-        lab_inventory = request.getfixturevalue("lab_nodes")
-        yield _from_lab_inventory(Path(str(lab_inventory)), key)
-        return
+def valid() -> Inv:
+    """A correct three-node cluster (CPU primary, two GPU workers) in our own format."""
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    network = f"inventory-suite-{worker}"
-    names = [f"inventory-{worker}-{h}" for h in HOSTS]
-    image = os.environ.get("CHUTES_LAB_IMAGE", "localhost/chutes-miner-lab:bookworm")
-    for name in names:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
-    subprocess.run(["podman", "network", "rm", network], capture_output=True, check=False)
-    _podman("network", "create", "--label", "chutes-miner-lab=inventory-suite", network)
-    try:
-        for name in names:
-            _podman(
-                "run", "-d", "--name", name, "--hostname", name, "--network", network,
-                "--systemd=always", "--privileged", "--label", "chutes-miner-lab=inventory-suite",
-                "-v", f"{key}.pub:/root/.ssh/authorized_keys:ro", image,
-            )  # fmt: skip
-        address = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
-        nodes = Nodes(
-            tuple(
-                Node(h, _podman("inspect", n, "-f", address))
-                for h, n in zip(HOSTS, names, strict=True)
-            ),
-            key,
-        )
-        deadline = time.monotonic() + 90
-        for node in nodes.nodes:
-            while True:
-                probe = subprocess.run(
-                    [*_SSH, "-i", str(key), "-o", "ConnectTimeout=3", f"root@{node.address}", ":"],  # noqa: E501
-                    capture_output=True,
-                    check=False,
-                )
-                if probe.returncode == 0:
-                    break
-                assert time.monotonic() < deadline, f"{node.name}: sshd did not come up"
-                time.sleep(1)
-        yield nodes
-    finally:
-        for name in names:
-            subprocess.run(
-                ["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False
-            )
-        subprocess.run(["podman", "network", "rm", network], capture_output=True, check=False)
+    def node(index: int, **extra: Any) -> dict[str, Any]:
+        return {
+            "ansible_host": f"10.20.0.{10 + index}",
+            "chutes_external_ip": f"8.8.{index}.{10 + index}",
+            "wireguard_address": f"192.168.0.{1 + index}",
+            **extra,
+        }
+
+    return Inv(
+        cluster={
+            "base_admin_user": "chutes",
+            "base_admin_ssh_keys": [SSH_KEY],
+            "chutes_validators": [dict(VALIDATOR)],
+        },
+        hosts={
+            "cpu-0": node(0),
+            "gpu-0": node(1, chutes_gpu_model="h200", chutes_gpu_count=8),
+            "gpu-1": node(2, chutes_gpu_model="l40s", chutes_gpu_count=4),
+        },
+        groups={"chutes_primary": ["cpu-0"], "chutes_gpu": ["gpu-0", "gpu-1"], "chutes_workers": ["gpu-0", "gpu-1"]},
+    )
+
+
+def upstream() -> Inv:
+    """An inventory in the upstream (rayonlabs/chutes-miner, microk8s era) format: flat hosts,
+    flags and old names, no GPU model or count; values replaced with working ones."""
+    return Inv(
+        cluster={
+            "ssh_keys": [SSH_KEY],
+            "user": "billybob",
+            "ansible_user": "ubuntu",
+            "validator": HOTKEY,
+            "is_primary": False,
+            "gpu_enabled": True,
+            "registry_port": 30500,
+            "ansible_ssh_common_args": "-o ControlPath=none",
+            "ansible_ssh_retries": 3,
+            "ubuntu_major": "22",
+            "ubuntu_minor": "04",
+            "cuda_version": "12-6",
+            "nvidia_version": "560",
+            "skip_cuda": False,
+            "ipv6_enabled": True,
+            "wireguard_mtu": 1380,
+            "amd_sev": False,
+            "cc_min_compute_capability": 9.0,
+        },
+        hosts={
+            "chutes-miner-cpu-0": {
+                "ansible_host": "1.0.0.10",
+                "external_ip": "1.0.0.10",
+                "wireguard_ip": "192.168.0.1",
+                "gpu_enabled": False,
+                "is_primary": True,
+            },
+            **{
+                f"chutes-miner-gpu-{i}": {
+                    "ansible_host": f"1.0.0.{11 + i}",
+                    "external_ip": f"1.0.0.{11 + i}",
+                    "wireguard_ip": f"192.168.0.{3 + i}",
+                }
+                for i in range(3)
+            },
+        },
+    )
+
+
+def check(inv: Inv, **kwargs: Any) -> Result:
+    kwargs.setdefault("upstream_names", UPSTREAM_NAMES)
+    kwargs.setdefault("mirrors", MIRRORS)
+    return validate(inv.hostvars(), inv.group_map(), GPUS, **kwargs)
+
+
+def codes(result: Result) -> list[tuple[str, str, str]]:
+    """(code, host, variable) of every problem, sorted."""
+    return sorted((p.code, p.host, p.var) for p in result.problems)
+
+
+@pytest.fixture
+def inv() -> Inv:
+    return valid()
