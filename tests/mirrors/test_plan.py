@@ -446,19 +446,6 @@ def test_mirror_url(url: str, eff: dict[str, Any] | None, want: str) -> None:
     assert m.mirror_url(url, eff) == want
 
 
-def test_mirror_url_filter_rejects_non_urls() -> None:
-    from ansible.errors import AnsibleFilterError
-    from ansible_collections.chutes.miner.plugins.filter.mirror import FilterModule
-
-    f = FilterModule().filters()["mirror_url"]
-    assert (
-        f("https://github.com/x", {"profile": "tuna", "files_prefix": "https://p"})
-        == "https://p/github.com/x"
-    )
-    with pytest.raises(AnsibleFilterError):
-        f("github.com/x", {"profile": "tuna", "files_prefix": "https://p"})
-
-
 def test_offline_directories_only_for_download_trees(
     catalog: dict[str, Any], resource_defaults: dict[str, Any]
 ) -> None:

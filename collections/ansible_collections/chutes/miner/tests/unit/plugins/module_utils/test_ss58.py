@@ -1,11 +1,11 @@
-"""Unit tests of the ``chutes.miner.ss58_valid`` test plugin with real addresses."""
+"""The SS58 check behind the ``chutes.miner.ss58_valid`` test plugin, with real addresses."""
 
 from __future__ import annotations
 
 import hashlib
 
 import pytest
-from ansible_collections.chutes.miner.plugins.test.ss58 import (
+from ansible_collections.chutes.miner.plugins.module_utils.ss58 import (
     _ALPHABET,
     b58decode,
     ss58_decode,
@@ -101,3 +101,9 @@ def test_reserved_address_type_is_rejected() -> None:
 
 def test_b58decode_keeps_leading_zeros() -> None:
     assert b58decode("11") == b"\0\0"
+
+
+def test_the_test_plugin_registers_the_check() -> None:
+    from ansible_collections.chutes.miner.plugins.test.ss58_valid import TestModule
+
+    assert TestModule().tests() == {"ss58_valid": ss58_valid}

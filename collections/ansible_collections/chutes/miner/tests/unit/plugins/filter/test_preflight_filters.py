@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from ansible_collections.chutes.miner.plugins.filter.preflight import (
-    busy_ports,
-    path_parents,
-    preflight_row,
-    sysctl_after,
-)
+from ansible_collections.chutes.miner.plugins.filter.busy_ports import busy_ports
+from ansible_collections.chutes.miner.plugins.filter.path_parents import path_parents
+from ansible_collections.chutes.miner.plugins.filter.preflight_row import preflight_row
+from ansible_collections.chutes.miner.plugins.filter.sysctl_after import sysctl_after
 
 
 def test_path_parents() -> None:
