@@ -15,8 +15,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+import yaml
 from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema import (
     AbsPath,
     Bool,
@@ -36,7 +38,7 @@ from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema impo
     is_host_port,
     is_ip,
 )
-from ansible_collections.chutes.miner.plugins.test.ss58 import ss58_valid
+from ansible_collections.chutes.miner.plugins.module_utils.ss58 import ss58_valid
 
 # Defaults of the cluster address plan, shown in messages when a value is not set.
 WIREGUARD_NETWORK = "192.168.0.0/20"
@@ -146,7 +148,7 @@ def _table(gpus: tuple[str, ...]) -> dict[str, Var]:
             "wireguard",
             WIREGUARD_NETWORK,
         ),
-        Var("chutes_pod_cidr", Network(8, 24, POD_CIDR), True, _CLUSTER_DOC, POD_CIDR),
+        Var("chutes_pod_cidr", Network(8, 28, POD_CIDR), True, _CLUSTER_DOC, POD_CIDR),
         Var("chutes_service_cidr", Network(12, 28, SERVICE_CIDR), True, _CLUSTER_DOC, SERVICE_CIDR),
         Var("chutes_cluster_private", _BOOL, True, _CLUSTER_DOC, False),
         Var("chutes_registry_port", _NODEPORT, True, _CLUSTER_DOC, 30500),
@@ -306,13 +308,63 @@ def _table(gpus: tuple[str, ...]) -> dict[str, Var]:
     return {var.name: var for var in entries}
 
 
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+
+
+def _derived(option: Mapping[str, Any]) -> Spec:
+    """A schema from an argument_specs option (type, elements, choices) for inputs the table
+    does not refine: every role input is type-checked, new ones included."""
+    kind = str(option.get("type", "raw"))
+    choices = tuple(str(c) for c in option.get("choices") or ())
+    if kind == "bool":
+        return Bool()
+    if kind == "int":
+        return Int(-(2**63), 2**63 - 1)
+    if kind == "float":
+        return Float(-1e18, 1e18)
+    if kind in ("str", "path"):
+        if choices:
+            return Str(choices=choices, ansible_type=kind)
+        text = Str(allow_empty=True, ansible_type=kind)
+        number = Either(Int(-(2**63), 2**63 - 1), Float(-1e18, 1e18))
+        return Either(text, number, ansible_type=kind)  # Ansible turns numbers into strings
+    if kind == "list":
+        elements = option.get("elements")
+        item = _derived({"type": elements}) if elements else Raw("anything", "任意值")
+        return ListOf(item)
+    if kind == "dict":
+        return MapOf(Str(allow_empty=True), Raw("anything", "任意值"), "a mapping", "字典")
+    return Raw("anything", "任意值")
+
+
+def role_options(roles: Path = ROLES) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every option of every role's main entry point: name -> (role, option)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for spec_file in sorted(roles.glob("*/meta/argument_specs.yml")):
+        try:
+            data = yaml.load(spec_file.read_text(), Loader=loader)  # noqa: S506 - a safe loader
+            options = data["argument_specs"]["main"].get("options") or {}
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            continue
+        role = spec_file.parent.parent.name
+        for name, option in options.items():
+            if isinstance(option, dict):
+                out.setdefault(str(name), (role, option))
+    return out
+
+
 @lru_cache(maxsize=8)
 def _cached(gpus: tuple[str, ...]) -> dict[str, Var]:
-    return _table(gpus)
+    table = _table(gpus)
+    for name, (role, option) in role_options().items():
+        if name not in table:
+            table[name] = Var(name, _derived(option), doc=role)
+    return table
 
 
 def variables(gpus: Mapping[str, Any] | None = None) -> dict[str, Var]:
-    """The variable table; ``gpus`` (model name -> data) sets the accepted GPU models."""
+    """The variable table (with every role input); ``gpus`` sets the accepted GPU models."""
     names = tuple(sorted(str(name) for name in (gpus or {}))) or ("h200",)
     return _cached(names)
 
