@@ -1,5 +1,6 @@
 """Fixtures: a fresh PostgreSQL database per xdist worker, unique Redis key prefixes per test,
-a stand-in validator (HTTP + socket.io + /devices) and a live API under uvicorn."""
+a stand-in validator (HTTP + socket.io + /devices) and a live API under uvicorn; a real
+Kubernetes API server per worker (`control_plane`, `cluster`: tests/kube_real.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from control_api.db.migrate import migrate
 from control_api.main import create_app
 from control_api.services.signing import body_hash, d1_headers, keypair_from_seed
 
+from tests import kube_real
 from tests.cli_venv import NoInterpreter, ensure_cli_venv
+from tests.controlplane import ControlPlane, session_fixture
 from tests.standins import StandinKube, StandinValidator, free_port
 
 PG_ADMIN = os.environ.get("CONTROL_API_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -292,3 +295,20 @@ def cli_venv() -> Path:
         return ensure_cli_venv()
     except NoInterpreter as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager, RBAC on, for this worker.
+    tests/controlplane.py links to the launcher in the repository's tests/k8s/ (its README
+    says what runs); it fails, never skips, without the binaries (`make k8s-bin`)."""
+    yield from session_fixture()
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> kube_real.Cluster:
+    """The namespace, RuntimeClass and control_api/k8s/rbac.yaml applied; a kubeconfig for
+    the control service's ServiceAccount."""
+    return kube_real.set_up(control_plane, tmp_path_factory.mktemp("k8s"))

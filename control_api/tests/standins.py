@@ -13,7 +13,13 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from control_api.clients.k8s import GravalSpec, GravalState, NodeInfo, build_kubeconfig
+from control_api.clients.k8s import (
+    GravalSpec,
+    GravalState,
+    KubeApiError,
+    NodeInfo,
+    build_kubeconfig,
+)
 from control_api.services.signing import body_hash, d1_message, d2_message, verify
 
 STANDIN_CA = b"-----BEGIN CERTIFICATE-----\nc3RhbmQtaW4=\n-----END CERTIFICATE-----\n"
@@ -224,6 +230,10 @@ class StandinKube:
     delete_delay_s: float = 0.0
     service_accounts: set[str] = field(default_factory=lambda: {"chutes-operator"})
     tokens_issued: list[tuple[str, int]] = field(default_factory=list)
+    runtime_classes: set[str] = field(default_factory=lambda: {"nvidia-container-runtime"})
+    # raised by check_graval / create_graval, as the real client raises the API's refusals
+    check_error: KubeApiError | None = None
+    create_error: KubeApiError | None = None
     _polls: int = 0
 
     def add_node(self, name: str, uid: str, gpus: int = 2, **overrides: Any) -> NodeInfo:
@@ -254,8 +264,17 @@ class StandinKube:
     def label_node(self, name: str, labels: dict[str, str]) -> None:
         self.labels_set[name] = labels
 
+    def runtime_class_exists(self, name: str) -> bool:
+        return name in self.runtime_classes
+
+    def check_graval(self, spec: GravalSpec, labels: dict[str, str]) -> None:
+        if self.check_error is not None:
+            raise self.check_error
+
     def create_graval(self, spec: GravalSpec) -> int:
         time.sleep(self.create_delay_s)
+        if self.create_error is not None:
+            raise self.create_error
         self.created.append(spec.job_name)
         return 31000
 

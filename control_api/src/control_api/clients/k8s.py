@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+log = logging.getLogger(__name__)
 GravalState = Literal["pending", "ready", "failed"]
 
 
@@ -95,6 +99,13 @@ class KubeClient(Protocol):
 
     def label_node(self, name: str, labels: dict[str, str]) -> None: ...
 
+    def runtime_class_exists(self, name: str) -> bool: ...
+
+    def check_graval(self, spec: GravalSpec, labels: dict[str, str]) -> None:
+        """The node label patch and the graval Service and Job, sent as server-side dry runs:
+        KubeApiError for what the real calls would meet (403, 409, 422...), nothing changed."""
+        ...
+
     def create_graval(self, spec: GravalSpec) -> int:
         """Create the Service then the Job; return the Service's nodePort."""
         ...
@@ -114,7 +125,28 @@ class KubeClient(Protocol):
 
 
 class KubeUnavailable(Exception):
-    pass
+    """No Kubernetes API to talk to: none configured, or it did not answer."""
+
+
+class KubeApiError(Exception):
+    """The Kubernetes API refused a call: its HTTP `status`, `reason` (Forbidden, NotFound,
+    AlreadyExists, Invalid...) and `message`, for `action` (what this service tried)."""
+
+    def __init__(self, action: str, status: int, reason: str, message: str) -> None:
+        self.action, self.status, self.reason, self.message = action, status, reason, message
+        super().__init__(f"Kubernetes refused to {action} ({status} {reason}): {message}")
+
+    @property
+    def answer_status(self) -> int:
+        """The status this service answers its own caller with: the API's own for a missing
+        object, a conflict or an invalid object (400, 404, 409, 422); 502 when the API
+        rejects this service's credentials or permissions (401, 403: our configuration, not
+        the caller's request); 503 for anything else (429, 5xx: try again later)."""
+        if self.status in (400, 404, 409, 422):
+            return self.status
+        if self.status in (401, 403):
+            return 502
+        return 503
 
 
 class UnavailableKube:
@@ -132,6 +164,13 @@ class UnavailableKube:
         return None
 
     def label_node(self, name: str, labels: dict[str, str]) -> None:
+        self._fail()
+
+    def runtime_class_exists(self, name: str) -> bool:
+        self._fail()
+        return False
+
+    def check_graval(self, spec: GravalSpec, labels: dict[str, str]) -> None:
         self._fail()
 
     def create_graval(self, spec: GravalSpec) -> int:
@@ -181,25 +220,63 @@ def _cpus(value: str) -> int:
     return int(_quantity(value) + 1e-9)
 
 
-class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the components scenario
-    def __init__(self, namespace: str) -> None:
-        from kubernetes import client, config  # optional dependency: control_api[kubernetes]
+def _api_error(action: str, exc: Any) -> KubeApiError:
+    """KubeApiError from the client's ApiException (its body is a Kubernetes Status)."""
+    status, reason, message = int(exc.status or 0), str(exc.reason or ""), ""
+    try:
+        body = json.loads(exc.body)
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict):
+        reason = str(body.get("reason") or reason)
+        message = str(body.get("message") or "")
+    return KubeApiError(action, status, reason, (message or str(exc.body or ""))[:400])
+
+
+class RealKubeClient:
+    """The `kubernetes` package behind KubeClient. Every call has a timeout; API errors become
+    KubeApiError and transport errors KubeUnavailable, each naming the call."""
+
+    def __init__(
+        self, namespace: str, *, kubeconfig: str | None = None, timeout_s: float = 30.0
+    ) -> None:
+        from kubernetes import client, config  # imported here only: a slow import
+
+        configuration = client.Configuration()
+        if kubeconfig is not None:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+        self._api = client.ApiClient(configuration)
+        self._ns = namespace
+        self._core = client.CoreV1Api(self._api)
+        self._batch = client.BatchV1Api(self._api)
+        self._node_api = client.NodeV1Api(self._api)
+        self._client = client
+        self._timeout = (min(5.0, timeout_s), timeout_s)
+
+    def _call(self, action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        self._ns = namespace
-        self._core = client.CoreV1Api()
-        self._batch = client.BatchV1Api()
-        self._client = client
+            return method(*args, _request_timeout=self._timeout, **kwargs)
+        except ApiException as exc:
+            if not exc.status:  # raised by the client itself, e.g. a missing CA file
+                raise KubeUnavailable(f"Kubernetes client error ({action}): {exc}") from None
+            raise _api_error(action, exc) from None
+        except (HTTPError, OSError) as exc:
+            raise KubeUnavailable(
+                f"Kubernetes API unreachable ({action}): {type(exc).__name__}: {exc}"[:400]
+            ) from None
 
     def get_node(self, name: str) -> NodeInfo | None:
-        from kubernetes.client.exceptions import ApiException
-
         try:
-            node = self._core.read_node(name)
-        except ApiException as exc:
+            node = self._call(f"get Node {name}", self._core.read_node, name)
+        except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -219,22 +296,40 @@ class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the co
         )
 
     def node_busy(self, name: str) -> str | None:
-        pods = self._core.list_namespaced_pod(
-            self._ns, label_selector="chutes/chute=true", field_selector=f"spec.nodeName={name}"
+        pods = self._call(
+            f"list chute Pods on node {name}",
+            self._core.list_namespaced_pod,
+            self._ns,
+            label_selector="chutes/chute=true",
+            field_selector=f"spec.nodeName={name}",
         )
         if pods.items:
             return "node already runs chute pods"
-        jobs = self._batch.list_namespaced_job(
-            self._ns, label_selector=f"app=graval,graval-node={name}"
+        jobs = self._call(
+            f"list graval Jobs of node {name}",
+            self._batch.list_namespaced_job,
+            self._ns,
+            label_selector=f"app=graval,graval-node={name}",
         )
         if jobs.items:
             return "a graval bootstrap job already exists for this node"
         return None
 
     def label_node(self, name: str, labels: dict[str, str]) -> None:
-        self._core.patch_node(name, {"metadata": {"labels": labels}})
+        self._call(
+            f"label Node {name}", self._core.patch_node, name, {"metadata": {"labels": labels}}
+        )
 
-    def create_graval(self, spec: GravalSpec) -> int:
+    def runtime_class_exists(self, name: str) -> bool:
+        try:
+            self._call(f"get RuntimeClass {name}", self._node_api.read_runtime_class, name)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _graval_objects(self, spec: GravalSpec) -> tuple[Any, Any]:
         c = self._client
         selector = {"app": "graval", "graval-node": spec.node}
         svc = c.V1Service(
@@ -247,7 +342,6 @@ class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the co
                 ports=[c.V1ServicePort(port=8000, target_port=8000, protocol="TCP")],
             ),
         )
-        created = self._core.create_namespaced_service(self._ns, svc)
         env = {
             "VALIDATOR_WHITELIST": spec.validator,
             "MINER_HOTKEY_SS58": spec.miner_ss58,
@@ -291,14 +385,57 @@ class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the co
                 template=c.V1PodTemplateSpec(metadata=c.V1ObjectMeta(labels=selector), spec=pod),
             ),
         )
-        self._batch.create_namespaced_job(self._ns, job)
+        return svc, job
+
+    def check_graval(self, spec: GravalSpec, labels: dict[str, str]) -> None:
+        svc, job = self._graval_objects(spec)
+        self._call(
+            f"label Node {spec.node} (dry run)",
+            self._core.patch_node,
+            spec.node,
+            {"metadata": {"labels": labels}},
+            dry_run="All",
+        )
+        self._call(
+            f"create Service {spec.service_name} (dry run)",
+            self._core.create_namespaced_service,
+            self._ns,
+            svc,
+            dry_run="All",
+        )
+        self._call(
+            f"create Job {spec.job_name} (dry run)",
+            self._batch.create_namespaced_job,
+            self._ns,
+            job,
+            dry_run="All",
+        )
+
+    def create_graval(self, spec: GravalSpec) -> int:
+        svc, job = self._graval_objects(spec)
+        created = self._call(
+            f"create Service {spec.service_name}",
+            self._core.create_namespaced_service,
+            self._ns,
+            svc,
+        )
+        self._call(f"create Job {spec.job_name}", self._batch.create_namespaced_job, self._ns, job)
         return int(created.spec.ports[0].node_port)
 
-    def graval_state(self, spec: GravalSpec) -> tuple[GravalState, str]:
-        pods = self._core.list_namespaced_pod(
-            self._ns, label_selector=f"app=graval,graval-node={spec.node}"
+    def _graval_pods(self, spec: GravalSpec) -> list[Any]:
+        pods = self._call(
+            f"list graval Pods of node {spec.node}",
+            self._core.list_namespaced_pod,
+            self._ns,
+            label_selector=f"app=graval,graval-node={spec.node}",
         )
-        for pod in pods.items:
+        return list(pods.items)
+
+    def graval_state(self, spec: GravalSpec) -> tuple[GravalState, str]:
+        """From the pod (failed, a waiting reason that will not clear, ready), else from the
+        Job: once the container restarted backoffLimit times the Job controller fails the
+        Job and deletes the pod, so "no pod" alone would read as still pending."""
+        for pod in self._graval_pods(spec):
             if pod.status.phase == "Failed":
                 return "failed", "bootstrap pod failed"
             for cs in pod.status.container_statuses or []:
@@ -313,51 +450,67 @@ class RealKubeClient:  # pragma: no cover - needs a cluster; exercised by the co
                     return "failed", f"bootstrap pod {waiting.reason}"
                 if cs.ready:
                     return "ready", ""
+        jobs = self._call(
+            f"list graval Jobs of node {spec.node}",
+            self._batch.list_namespaced_job,
+            self._ns,
+            label_selector=f"app=graval,graval-node={spec.node}",
+        )
+        for job in jobs.items:
+            for cond in (job.status.conditions if job.status else None) or []:
+                # FailureTarget comes first; Failed only once the pods are gone
+                if cond.type in ("FailureTarget", "Failed") and cond.status == "True":
+                    return "failed", f"bootstrap job failed: {cond.reason or cond.type}"
         return "pending", ""
 
     def graval_url(self, spec: GravalSpec) -> str:
         return f"http://{spec.service_name}.{self._ns}.svc:8000"
 
     def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         body: dict[str, Any] = {"propagationPolicy": "Foreground"}
-        for call, name in (
-            (self._batch.delete_namespaced_job, spec.job_name),
-            (self._core.delete_namespaced_service, spec.service_name),
+        for kind, call, name in (
+            ("Job", self._batch.delete_namespaced_job, spec.job_name),
+            ("Service", self._core.delete_namespaced_service, spec.service_name),
         ):
             try:
-                call(name, self._ns, body=body)
-            except ApiException as exc:
+                self._call(f"delete {kind} {name}", call, name, self._ns, body=body)
+            except KubeApiError as exc:
                 if exc.status != 404:
                     raise
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            pods = self._core.list_namespaced_pod(
-                self._ns, label_selector=f"app=graval,graval-node={spec.node}"
-            )
-            if not pods.items:
+        while True:
+            pods = self._graval_pods(spec)
+            if not pods:
                 return
-            time.sleep(2)
+            if time.monotonic() >= deadline:
+                # a pod on a node whose kubelet does not answer stays Terminating
+                log.warning(
+                    "k8s.graval_pods_remain",
+                    extra={"node": spec.node, "pods": [p.metadata.name for p in pods]},
+                )
+                return
+            time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
 
     def service_account_kubeconfig(
         self, service_account: str, server: str, ttl_s: int
     ) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
         c = self._client
         request = c.AuthenticationV1TokenRequest(
             spec=c.V1TokenRequestSpec(audiences=[], expiration_seconds=ttl_s)
         )
         try:
-            issued = self._core.create_namespaced_service_account_token(
-                service_account, self._ns, request
+            issued = self._call(
+                f"create a token for ServiceAccount {service_account}",
+                self._core.create_namespaced_service_account_token,
+                service_account,
+                self._ns,
+                request,
             )
-        except ApiException as exc:
+        except KubeApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        ca_path = self._core.api_client.configuration.ssl_ca_cert
+        ca_path = self._api.configuration.ssl_ca_cert
         ca_pem = None
         if ca_path:
             with open(ca_path, "rb") as fh:

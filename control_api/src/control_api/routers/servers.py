@@ -16,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from control_api.clients.k8s import KubeUnavailable
+from control_api.clients.k8s import KubeApiError, KubeUnavailable
 from control_api.db import queries
 from control_api.db.pool import Database
 from control_api.deps import BodyAuth, Kubeconfig, Management, ResDep
@@ -104,7 +104,12 @@ def list_servers(_: Management, res: ResDep) -> Response:
 
 @router.get(
     "/kubeconfig",
-    responses={200: {"model": dict[str, object]}, 503: {"model": Detail}, **_404},
+    responses={
+        200: {"model": dict[str, object]},
+        502: {"model": Detail},
+        503: {"model": Detail},
+        **_404,
+    },
 )
 def kubeconfig(_: Kubeconfig, res: ResDep) -> Response:
     """Optional (sync-kubeconfig): a kubeconfig for the configured namespace-scoped service
@@ -118,6 +123,9 @@ def kubeconfig(_: Kubeconfig, res: ResDep) -> Response:
         )
     except KubeUnavailable:
         raise HTTPException(503, "kubernetes is not available") from None
+    except KubeApiError as exc:  # e.g. 403: our ServiceAccount may not create that token
+        log.warning("api.kubeconfig_refused", extra={"error": str(exc)})
+        raise HTTPException(exc.answer_status, str(exc)) from None
     if config is None:
         raise HTTPException(404, "kubeconfig service account not found")
     log.info(
@@ -195,6 +203,7 @@ _ADD_NODE_BODY = {
         409: {"model": Detail},
         422: {"model": Detail},
         502: {"model": Detail},
+        503: {"model": Detail},
     },
 )
 async def add_node(request: Request, _: BodyAuth, res: ResDep) -> Response:

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from control_api.clients.graval import GravalClient, GravalError
-from control_api.clients.k8s import GravalSpec, KubeClient, KubeUnavailable, NodeInfo
+from control_api.clients.k8s import (
+    GravalSpec,
+    KubeApiError,
+    KubeClient,
+    KubeUnavailable,
+    NodeInfo,
+)
 from control_api.clients.validator import ValidatorClient, ValidatorError
 from control_api.config import Settings, ValidatorConfig
 from control_api.db import queries
@@ -118,13 +124,21 @@ class AddNodeService:
 
     # -- before streaming -------------------------------------------------------------
     def prepare(self, req: AddNodeRequest) -> Attempt:
+        """Every check, then the server row (the lock). A Kubernetes error is answered with
+        its reason (KubeApiError.answer_status; 503 when the API does not answer); all
+        Kubernetes calls here read or dry-run, so a refusal changes nothing."""
         vcfg = self._s.validators.get(req.validator)
         if vcfg is None:
             raise AddNodeRefused(400, f"Validator {req.validator} is not configured")
         try:
-            node = self._kube.get_node(req.name)
+            return self._prepare(req, vcfg)
         except KubeUnavailable as exc:
             raise AddNodeRefused(503, str(exc)) from exc
+        except KubeApiError as exc:
+            raise AddNodeRefused(exc.answer_status, str(exc)) from exc
+
+    def _prepare(self, req: AddNodeRequest, vcfg: ValidatorConfig) -> Attempt:
+        node = self._kube.get_node(req.name)
         if node is None:
             raise AddNodeRefused(404, f"Node {req.name} not found in the cluster")
         taken = AddNodeRefused(409, f"Server with name={req.name} is already provisioned!")
@@ -153,6 +167,7 @@ class AddNodeService:
             remote_token_hosts=_host(vcfg.api),
             runtime_class=self._s.graval_runtime_class,
         )
+        self._kube.check_graval(spec, self._node_labels(req, vcfg))
         new = queries.NewServer(
             server_id=node.uid,
             validator=vcfg.hotkey,
@@ -194,7 +209,22 @@ class AddNodeService:
         busy = self._kube.node_busy(req.name)
         if busy:
             raise AddNodeRefused(400, busy)
+        runtime_class = self._s.graval_runtime_class
+        if not self._kube.runtime_class_exists(runtime_class):
+            raise AddNodeRefused(
+                400,
+                f"RuntimeClass {runtime_class} does not exist in the cluster"
+                " (GRAVAL_RUNTIME_CLASS names the NVIDIA runtime class)",
+            )
         return count
+
+    @staticmethod
+    def _node_labels(req: AddNodeRequest, vcfg: ValidatorConfig) -> dict[str, str]:
+        return {
+            "gpu-short-ref": req.gpu_short_ref,
+            "chutes/validator": vcfg.hotkey,
+            "chutes/worker": "true",
+        }
 
     # -- background -------------------------------------------------------------------
     def start(self, attempt: Attempt) -> None:
@@ -223,14 +253,7 @@ class AddNodeService:
         graval_created = False
         try:
             progress.emit(f"adding node {req.name} to the inventory")
-            self._kube.label_node(
-                req.name,
-                {
-                    "gpu-short-ref": req.gpu_short_ref,
-                    "chutes/validator": vcfg.hotkey,
-                    "chutes/worker": "true",
-                },
-            )
+            self._kube.label_node(req.name, self._node_labels(req, vcfg))
             progress.emit(f"tracked server {node.uid}, provisioning graval bootstrap")
             graval_created = True
             port = self._kube.create_graval(spec)
@@ -282,6 +305,9 @@ class AddNodeService:
             ok = True
         except _Failed as exc:
             progress.emit(f"bootstrap failed: {exc}")
+        except (KubeApiError, KubeUnavailable) as exc:
+            log.warning("add_node.kubernetes_error", extra={"node": req.name, "error": str(exc)})
+            progress.emit(f"bootstrap failed: {exc}"[:500])
         except Exception as exc:  # noqa: BLE001 - any error must still clean up and report
             log.exception("add_node.error", extra={"node": req.name})
             progress.emit(f"bootstrap failed: internal error ({type(exc).__name__})")

@@ -1,0 +1,1 @@
+../../tests/k8s/controlplane.py
