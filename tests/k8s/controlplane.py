@@ -388,15 +388,18 @@ class ControlPlane:
     def _spawn(self, name: str, argv: list[str]) -> _Process:
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,  # only prctl, before exec
-            )
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,  # only prctl, before exec
+                )
+            except OSError as exc:
+                raise ControlPlaneError(f"cannot run {argv[0]}: {exc}") from exc
         proc = _Process(name, popen, log)
         self._procs.append(proc)
         (self.workdir / "pids").write_text(" ".join(str(p) for p in self.pids()))
