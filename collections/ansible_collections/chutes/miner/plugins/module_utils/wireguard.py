@@ -1,5 +1,5 @@
-# Copyright: chutes.miner developers
-# MIT License
+# Copyright: (c) 2026, chutes.miner developers
+# MIT License (see LICENSE in the collection root)
 """Helpers of the wireguard modules: read wg-quick configs, ``wg show dump`` and the running
 interface, and decide whether it needs a restart, a ``wg syncconf`` or nothing.
 
@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type aliases only: managed hosts may run Python 3.8, where
+    # collections.abc.Callable[...] and tuple[...] cannot be subscripted at run time
+    from collections.abc import Callable
+
+    # run(*args, data=None, check=True) -> (rc, stdout); fails the module on rc != 0 when check.
+    Runner = Callable[..., tuple[int, str]]
 
 # Keys only wg-quick understands; `wg syncconf` rejects them (what `wg-quick strip` drops).
 WG_QUICK_ONLY = frozenset(
@@ -193,10 +199,6 @@ def sync_reasons(new: Config, live: Live | None, private_key: str, file_changed:
             ):
                 reasons.append(f"peer {key[:8]}... differs in AllowedIPs, keepalive or endpoint")
     return reasons
-
-
-# run(*args, data=None, check=True) -> (rc, stdout); fails the module on rc != 0 when check.
-Runner = Callable[..., tuple[int, str]]
 
 
 def runner(module: Any, name: str) -> Runner:

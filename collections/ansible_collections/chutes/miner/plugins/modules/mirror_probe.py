@@ -1,14 +1,9 @@
 #!/usr/bin/python
-# Copyright: chutes.miner developers
-# MIT License
+# Copyright: (c) 2026, chutes.miner developers
+# MIT License (see LICENSE in the collection root)
 """Probe mirror candidates in parallel from the managed host."""
 
 from __future__ import annotations
-
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.chutes.miner.plugins.module_utils.mirror_probing import probe_with_record
 
 DOCUMENTATION = r"""
 module: mirror_probe
@@ -38,7 +33,8 @@ options:
     description: Parallel probes at most.
     type: int
     default: 32
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
+version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -62,6 +58,11 @@ elapsed_ms:
   type: int
   returned: always
 """
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chutes.miner.plugins.module_utils.mirror_probing import probe_with_record
 
 
 def main() -> None:

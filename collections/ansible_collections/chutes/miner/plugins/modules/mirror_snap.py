@@ -1,21 +1,9 @@
 #!/usr/bin/python
-# Copyright: chutes.miner developers
-# MIT License
+# Copyright: (c) 2026, chutes.miner developers
+# MIT License (see LICENSE in the collection root)
 """snapd proxy settings of chutes.miner.mirrors, undone without touching the operator's."""
 
 from __future__ import annotations
-
-import os
-import shutil
-import tempfile
-import urllib.request
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.chutes.miner.plugins.module_utils.mirror_files import (
-    load_json,
-    save_json,
-)
 
 DOCUMENTATION = r"""
 module: mirror_snap
@@ -50,10 +38,11 @@ options:
     type: str
     default: ""
   snap_command:
-    description: The snap CLI.
+    description: The snap CLI, a name looked up in C(PATH) (and C(/snap/bin)) or a full path.
     type: str
     default: snap
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
+version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -82,6 +71,14 @@ kept:
   returned: always
 """
 
+import os
+import tempfile
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+from ansible_collections.chutes.miner.plugins.module_utils.files import load_json, save_json
+
 RECORD = "snap.json"
 
 
@@ -91,7 +88,7 @@ class Snap:
         self.command = command
 
     def get(self, snap: str, option: str) -> str:
-        rc, out, _ = self.module.run_command([self.command, "get", snap, option])
+        rc, out, _err = self.module.run_command([self.command, "get", snap, option])
         return out.strip() if rc == 0 else ""  # an unset option exits non-zero
 
     def set(self, snap: str, option: str, value: str) -> None:
@@ -102,7 +99,7 @@ class Snap:
 
     def ack(self, url: str) -> None:
         with tempfile.NamedTemporaryFile(suffix=".assert") as tmp:
-            with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310  # operator's store proxy
+            with open_url(url, timeout=30) as resp:  # the operator's Snap Store Proxy
                 tmp.write(resp.read())
             tmp.flush()
             self.module.run_command([self.command, "ack", tmp.name], check_rc=True)
@@ -113,9 +110,9 @@ def _load(path: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _save(path: str, data: dict[str, Any]) -> None:
+def _save(module: AnsibleModule, path: str, data: dict[str, Any]) -> None:
     if data:
-        save_json(path, data)
+        save_json(module, path, data)
     elif os.path.exists(path):
         os.unlink(path)
 
@@ -179,8 +176,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    command = shutil.which(p["snap_command"]) or shutil.which(
-        p["snap_command"], path="/usr/bin:/snap/bin:/usr/local/bin"
+    # PATH first; the usual snap locations when the module's PATH lacks them (non-login shells)
+    command = module.get_bin_path(p["snap_command"]) or module.get_bin_path(
+        p["snap_command"], opt_dirs=["/usr/bin", "/snap/bin", "/usr/local/bin"]
     )
     if not command:
         module.exit_json(changed=False, snapd=False, set=[], unset=[], kept=[])
@@ -195,7 +193,7 @@ def main() -> None:
     )
     changed = bool(done["set"] or done["unset"])
     if not module.check_mode and (changed or done["kept"] or record != _load(path)):
-        _save(path, record)
+        _save(module, path, record)
     module.exit_json(changed=changed, snapd=True, **done)
 
 

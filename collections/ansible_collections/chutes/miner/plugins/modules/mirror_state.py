@@ -1,20 +1,9 @@
 #!/usr/bin/python
-# Copyright: chutes.miner developers
-# MIT License
+# Copyright: (c) 2026, chutes.miner developers
+# MIT License (see LICENSE in the collection root)
 """Backups, recorded state and rollback of the files the mirrors role owns."""
 
 from __future__ import annotations
-
-import glob
-import hashlib
-import os
-import shutil
-import tempfile
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.chutes.miner.plugins.module_utils.mirror_files import load_json as _load
-from ansible_collections.chutes.miner.plugins.module_utils.mirror_files import save_json as _save
 
 DOCUMENTATION = r"""
 module: mirror_state
@@ -84,7 +73,8 @@ options:
     description: With C(restore), remove O(state_dir) afterwards.
     type: bool
     default: false
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
+version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -138,6 +128,19 @@ removed:
   returned: when state is restore
 """
 
+import glob
+import hashlib
+import os
+import shutil
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chutes.miner.plugins.module_utils.files import (
+    load_json,
+    replace_file,
+    save_json,
+)
+
 MICROK8S_ARGS = "/var/snap/microk8s/current/args"
 
 
@@ -162,7 +165,7 @@ def _parse_sources(text: str, deb822: bool) -> list[tuple[str, list[str]]]:
             for line in stanza.splitlines():
                 if line.startswith("#") or ":" not in line:
                     continue
-                key, _, value = line.partition(":")
+                key, _sep, value = line.partition(":")
                 fields[key.strip().lower()] = value.strip()
             if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
                 out.extend(
@@ -218,15 +221,15 @@ def _slash(url: str) -> str:
 
 
 def write_files(
-    files: list[dict[str, Any]], check: bool = False
+    module: AnsibleModule, files: list[dict[str, Any]], check: bool = False
 ) -> tuple[list[str], list[dict[str, str]]]:
-    """Write each file whose content or mode differs (atomic replace); return paths and diffs."""
+    """Write each file whose content, mode or owner differs; return paths and diffs."""
     written: list[str] = []
     diffs: list[dict[str, str]] = []
+    root = os.geteuid() == 0
     for item in files:
         dest, data = str(item["dest"]), str(item["content"]).encode()
         mode = int(str(item.get("mode", "0644")), 8)
-        root = os.geteuid() == 0
         try:
             with open(dest, "rb") as fh:
                 before: bytes | None = fh.read()
@@ -245,20 +248,8 @@ def write_files(
                 "after": data.decode("utf-8", "replace"),
             }
         )
-        if check:
-            continue
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".chutes-mirrors.")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.chmod(tmp, mode)
-            if root:
-                os.chown(tmp, 0, 0)
-            os.replace(tmp, dest)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        if not check:
+            replace_file(module, dest, data, mode)
     return written, diffs
 
 
@@ -314,7 +305,7 @@ def prepare(
             os.makedirs(d, mode=0o700 if d.startswith(p["state_dir"]) else 0o755, exist_ok=True)
         index["dirs"] = sorted(set(index["dirs"]) | set(dirs))
         index["created"] = sorted(set(index["created"]) | set(created))
-        _save(index_path, index)
+        save_json(module, index_path, index)
         for path in deleted:
             os.unlink(path)
     return {
@@ -355,7 +346,8 @@ def restore(
             if not os.path.isfile(path) or _sha(path) != rec["sha256"]:
                 restored.append(path)
                 if not module.check_mode:
-                    shutil.copy2(src, path)
+                    with open(src, "rb") as fh:
+                        replace_file(module, path, fh.read(), os.stat(src).st_mode & 0o7777)
         elif os.path.isfile(path) and (_marked(path, marker) or path in index["created"]):
             removed.append(path)
             if not module.check_mode:
@@ -385,7 +377,7 @@ def restore(
                     os.rmdir(d)
                     removed.append(d)
         elif restored or removed:
-            _save(index_path, index)
+            save_json(module, index_path, index)
     elif purge and os.path.isdir(p["state_dir"]):
         removed.append(p["state_dir"])
     return {"restored": restored, "removed": removed}
@@ -414,7 +406,7 @@ def main() -> None:
     p = module.params
     backup_dir = os.path.join(p["state_dir"], "backups")
     index_path = os.path.join(backup_dir, "index.json")
-    index: dict[str, Any] = _load(index_path, {})
+    index: dict[str, Any] = load_json(index_path, {})
     index.setdefault("files", {})
     index.setdefault("created", [])
     index.setdefault("dirs", [])
@@ -423,7 +415,7 @@ def main() -> None:
     if p["state"] == "inspect":
         module.exit_json(
             changed=False,
-            recorded=_load(os.path.join(p["state_dir"], "state.json"), {}),
+            recorded=load_json(os.path.join(p["state_dir"], "state.json"), {}),
             apt_origin=apt_origin(index, backup_dir, marker),
             microk8s=os.path.isdir(MICROK8S_ARGS),
             # snapd options set by chutes.miner.mirror_snap are recorded here
@@ -434,7 +426,7 @@ def main() -> None:
         res = prepare(module, index, p["paths"], p["remove"])
         module.exit_json(changed=bool(res.pop("changed")), **res)
     if p["state"] == "write":
-        written, diffs = write_files(p["files"], module.check_mode)
+        written, diffs = write_files(module, p["files"], module.check_mode)
         module.exit_json(changed=bool(written), written=written, diff=diffs)
     if p["state"] == "restore":
         res = restore(module, index, p["paths"], p["globs"], p["keep"], p["purge"])
@@ -443,15 +435,14 @@ def main() -> None:
     dests = [str(item["dest"]) for item in p["files"]]
     prepared = prepare(module, index, dests, p["remove"])
     restored = restore(module, index, p["paths"], p["globs"], dests, False)
-    written, diffs = write_files(p["files"], module.check_mode)
+    written, diffs = write_files(module, p["files"], module.check_mode)
     touched = set(written + prepared["deleted"] + restored["restored"] + restored["removed"])
+    result: dict[str, Any] = {k: v for k, v in prepared.items() if k != "changed"}
+    result.update(restored)
+    result.update(written=written, apt_changed=sorted(touched & set(p["apt_paths"])), diff=diffs)
     module.exit_json(
         changed=bool(prepared["changed"] or restored["restored"] or restored["removed"] or written),
-        written=written,
-        apt_changed=sorted(touched & set(p["apt_paths"])),
-        diff=diffs,
-        **{k: v for k, v in prepared.items() if k != "changed"},
-        **restored,
+        **result,
     )
 
 

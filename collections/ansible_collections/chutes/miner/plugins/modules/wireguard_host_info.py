@@ -1,16 +1,9 @@
 #!/usr/bin/python
-# Copyright: chutes.miner developers
-# MIT License
+# Copyright: (c) 2026, chutes.miner developers
+# MIT License (see LICENSE in the collection root)
 """What the wireguard role needs to know about a host, in one round trip."""
 
 from __future__ import annotations
-
-import os
-import stat
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.chutes.miner.plugins.module_utils import wireguard as wgu
 
 DOCUMENTATION = r"""
 module: wireguard_host_info
@@ -60,7 +53,8 @@ options:
     description: Public key file.
     type: path
     required: true
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
+version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -114,6 +108,13 @@ interface:
   type: dict
   returned: always
 """
+
+import os
+import stat
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chutes.miner.plugins.module_utils import wireguard as wgu
 
 
 def missing_packages(module: AnsibleModule, packages: list[str]) -> list[str]:

@@ -1,16 +1,9 @@
 #!/usr/bin/python
-# Copyright: chutes.miner developers
-# MIT License
+# Copyright: (c) 2026, chutes.miner developers
+# MIT License (see LICENSE in the collection root)
 """Put a wg-quick config in place and bring the running interface in line without cutting it."""
 
 from __future__ import annotations
-
-import os
-import tempfile
-from typing import Any
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.chutes.miner.plugins.module_utils import wireguard as wgu
 
 DOCUMENTATION = r"""
 module: wireguard_interface
@@ -64,7 +57,8 @@ options:
     description: Text of the sysctl drop-in; empty removes the file.
     type: str
     default: ""
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
+version_added: 0.1.0
 """
 
 EXAMPLES = r"""
@@ -110,28 +104,24 @@ restart_reasons:
   returned: always
 """
 
+import os
+from typing import TYPE_CHECKING, Any
 
-def _write(path: str, content: str, mode: int, dir_mode: int) -> None:
-    """Atomically replace ``path`` (root-owned, ``mode`` from the first byte)."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=dir_mode, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".wireguard-")
-    try:
-        os.fchmod(fd, mode)
-        if os.geteuid() == 0:  # always on hosts; unit tests run unprivileged too
-            os.fchown(fd, 0, 0)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chutes.miner.plugins.module_utils import wireguard as wgu
+from ansible_collections.chutes.miner.plugins.module_utils.files import replace_file
+
+if TYPE_CHECKING:  # a type alias only (Python 3.8 hosts cannot subscript Callable at run time)
+    from collections.abc import Callable
+
+    # write(path, content, file mode, mode of missing parent directories)
+    Writer = Callable[[str, str, int, int], None]
 
 
 def reconcile(
     p: dict[str, Any],
     run: wgu.Runner,
+    write: Writer,
     check_mode: bool = False,
     paths: wgu.HostPaths | None = None,
 ) -> dict[str, Any]:
@@ -186,7 +176,7 @@ def reconcile(
         if content is None:
             os.unlink(path)
         else:
-            _write(path, content, mode, dir_mode)
+            write(path, content, mode, dir_mode)
     if p["dropin_path"] in written:
         run("systemctl", "daemon-reload")
     if load_sysctl:
@@ -217,7 +207,12 @@ def main() -> None:
     )
     try:
         result = reconcile(
-            module.params, wgu.runner(module, module.params["name"]), module.check_mode
+            module.params,
+            wgu.runner(module, module.params["name"]),
+            lambda path, text, mode, dir_mode: replace_file(
+                module, path, text.encode("utf-8"), mode, dir_mode
+            ),
+            module.check_mode,
         )
     except ValueError as exc:
         module.fail_json(msg=f"{module.params['config_path']}: {exc}")

@@ -4,7 +4,6 @@ interface needs when the config changes: nothing, `wg syncconf`, or a restart.""
 from __future__ import annotations
 
 import pytest
-from ansible.plugins.filter.core import get_hash
 from ansible_collections.chutes.miner.plugins.module_utils import wireguard as wgu
 
 K1, K2, K3 = ("A" * 43 + "=", "B" * 43 + "=", "C" * 43 + "=")
@@ -142,10 +141,3 @@ def test_stopped_interface_is_started_not_restarted_or_synced() -> None:
     assert wgu.restart_reasons(cfg, cfg, wgu.Live.broken(), userspace=True) == [
         "the unit is active but the link is gone or wg cannot read it"
     ]
-
-
-def test_sha1_matches_the_hash_filter() -> None:
-    # configure skips the module when these agree with `hash('sha1')` on the controller.
-    text = "[Interface]\nAddress = 192.168.0.1/20 # \u00e9\n"
-    assert wgu.sha1_of(text) == get_hash(text, "sha1")
-    assert wgu.sha1_of(None) is None

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.chutes.miner.plugins.module_utils import wireguard as wgu
+from ansible_collections.chutes.miner.plugins.module_utils.files import replace_file
 from ansible_collections.chutes.miner.plugins.modules import wireguard_interface as wi
 
 PRIVATE = "P" * 43 + "="
@@ -35,6 +37,7 @@ class FakeHost:
     """systemctl/wg/ip/sysctl of a host whose wg0 runs `running` (None: unit inactive)."""
 
     root: Path
+    module: AnsibleModule
     running: str | None = None
     userspace: bool = False
     enabled: bool = False
@@ -73,6 +76,9 @@ class FakeHost:
             return 0, "5: wg0    inet 192.168.0.1/20 scope global wg0\\n"
         return 0, ""
 
+    def write(self, path: str, content: str, mode: int, dir_mode: int) -> None:
+        replace_file(self.module, path, content.encode(), mode, dir_mode)
+
     def changes(self) -> list[tuple[str, ...]]:
         """Calls that change something (not the reads)."""
         reads = {
@@ -103,13 +109,15 @@ def params(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return p
 
 
-def test_kernel_module_uses_the_plain_unit_without_the_dropin(tmp_path: Path) -> None:
+def test_kernel_module_uses_the_plain_unit_without_the_dropin(
+    tmp_path: Path, module: AnsibleModule
+) -> None:
     p = params(tmp_path)
     dropin = Path(p["dropin_path"])
     dropin.parent.mkdir(parents=True)
     dropin.write_text(DROPIN)  # left from a host that used to run wireguard-go
-    host = FakeHost(tmp_path)
-    result = wi.reconcile(p, host.run, paths=host.paths)
+    host = FakeHost(tmp_path, module)
+    result = wi.reconcile(p, host.run, host.write, paths=host.paths)
     assert not dropin.exists()
     assert host.changes() == [
         ("systemctl", "daemon-reload"),
@@ -121,10 +129,10 @@ def test_kernel_module_uses_the_plain_unit_without_the_dropin(tmp_path: Path) ->
     assert result["started"] and result["changed"] and not result["restart_required"]
 
 
-def test_userspace_writes_the_dropin_before_starting(tmp_path: Path) -> None:
+def test_userspace_writes_the_dropin_before_starting(tmp_path: Path, module: AnsibleModule) -> None:
     p = params(tmp_path, userspace=True)
-    host = FakeHost(tmp_path)
-    wi.reconcile(p, host.run, paths=host.paths)
+    host = FakeHost(tmp_path, module)
+    wi.reconcile(p, host.run, host.write, paths=host.paths)
     assert Path(p["dropin_path"]).read_text() == DROPIN
     assert host.changes() == [
         ("systemctl", "daemon-reload"),
@@ -133,19 +141,21 @@ def test_userspace_writes_the_dropin_before_starting(tmp_path: Path) -> None:
     ]
 
 
-def test_a_converged_host_is_left_alone(tmp_path: Path) -> None:
+def test_a_converged_host_is_left_alone(tmp_path: Path, module: AnsibleModule) -> None:
     p = params(tmp_path)
     Path(p["config_path"]).write_text(p["config"])
-    host = FakeHost(tmp_path, running=p["config"], enabled=True)
-    result = wi.reconcile(p, host.run, paths=host.paths)
+    host = FakeHost(tmp_path, module, running=p["config"], enabled=True)
+    result = wi.reconcile(p, host.run, host.write, paths=host.paths)
     assert not result["changed"] and host.changes() == []
 
 
-def test_a_new_peer_is_synced_with_the_key_on_stdin_only(tmp_path: Path) -> None:
+def test_a_new_peer_is_synced_with_the_key_on_stdin_only(
+    tmp_path: Path, module: AnsibleModule
+) -> None:
     p = params(tmp_path, config=config(peers=(K1, K2)))
     Path(p["config_path"]).write_text(config())
-    host = FakeHost(tmp_path, running=config(), enabled=True)
-    result = wi.reconcile(p, host.run, paths=host.paths)
+    host = FakeHost(tmp_path, module, running=config(), enabled=True)
+    result = wi.reconcile(p, host.run, host.write, paths=host.paths)
     assert host.changes() == [("wg", "syncconf", "wg0", "/dev/stdin")]
     sent = host.stdin[host.calls.index(("wg", "syncconf", "wg0", "/dev/stdin"))]
     assert sent is not None and f"PrivateKey = {PRIVATE}" in sent and f"PublicKey = {K2}" in sent
@@ -154,32 +164,32 @@ def test_a_new_peer_is_synced_with_the_key_on_stdin_only(tmp_path: Path) -> None
     assert result["synced"] and not result["restart_required"]
 
 
-def test_an_mtu_change_is_left_to_the_restart_task(tmp_path: Path) -> None:
+def test_an_mtu_change_is_left_to_the_restart_task(tmp_path: Path, module: AnsibleModule) -> None:
     p = params(tmp_path, config=config(mtu=1420, peers=(K1, K2)))
     Path(p["config_path"]).write_text(config())
-    host = FakeHost(tmp_path, running=config(), enabled=True)
-    result = wi.reconcile(p, host.run, paths=host.paths)
+    host = FakeHost(tmp_path, module, running=config(), enabled=True)
+    result = wi.reconcile(p, host.run, host.write, paths=host.paths)
     assert result["restart_required"]
     assert any(r.startswith("MTU 1380 -> 1420") for r in result["restart_reasons"])
     assert not result["synced"] and host.changes() == []
     assert Path(p["config_path"]).read_text() == p["config"]
 
 
-def test_forwarding_loads_its_sysctl_dropin(tmp_path: Path) -> None:
+def test_forwarding_loads_its_sysctl_dropin(tmp_path: Path, module: AnsibleModule) -> None:
     sysctl = "net.ipv4.ip_forward = 1\n"
     p = params(tmp_path, sysctl_content=sysctl)
     Path(p["config_path"]).write_text(p["config"])
-    host = FakeHost(tmp_path, running=p["config"], enabled=True)
-    wi.reconcile(p, host.run, paths=host.paths)
+    host = FakeHost(tmp_path, module, running=p["config"], enabled=True)
+    wi.reconcile(p, host.run, host.write, paths=host.paths)
     assert Path(p["sysctl_path"]).read_text() == sysctl
     assert host.changes() == [("sysctl", "-p", p["sysctl_path"])]
 
 
 @pytest.mark.parametrize("userspace", [False, True])
-def test_check_mode_changes_nothing(tmp_path: Path, userspace: bool) -> None:
+def test_check_mode_changes_nothing(tmp_path: Path, module: AnsibleModule, userspace: bool) -> None:
     p = params(tmp_path, userspace=userspace, config=config(mtu=1420))
-    host = FakeHost(tmp_path)
-    result = wi.reconcile(p, host.run, check_mode=True, paths=host.paths)
+    host = FakeHost(tmp_path, module)
+    result = wi.reconcile(p, host.run, host.write, check_mode=True, paths=host.paths)
     assert result["changed"] and result["written"]
     assert host.changes() == []
     assert not Path(p["config_path"]).exists() and not Path(p["dropin_path"]).exists()

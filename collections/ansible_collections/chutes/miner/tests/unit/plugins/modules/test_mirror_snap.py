@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+import urllib.error
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from ansible_collections.chutes.miner.plugins.modules.mirror_snap import reconcile
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.chutes.miner.plugins.modules.mirror_snap import Snap, reconcile
 
+ASSERTIONS = b"type: account-key\nauthority-id: canonical\n\nsig\n"
 PROXY = {"system": {"proxy.http": "http://p.lan:3128", "proxy.https": "http://p.lan:3128"}}
 
 
@@ -89,3 +97,51 @@ def test_switching_mode_undoes_the_previous_modes_options() -> None:
     record, done = reconcile(snap, record, {"core": {"proxy.store": "AbC123"}})
     assert sorted(done["unset"]) == ["system.proxy.http", "system.proxy.https"]
     assert snap.options == {"core.proxy.store": "AbC123"} and list(record) == ["core.proxy.store"]
+
+
+@pytest.fixture
+def store_proxy() -> Iterator[str]:
+    """A stand-in Snap Store Proxy on 127.0.0.1 that serves its assertions."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802  # http.server's name
+            body = ASSERTIONS if self.path == "/v2/auth/store/assertions" else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _snap_cli(tmp_path: Path) -> Path:
+    """A `snap` that copies the file given to `snap ack` next to itself."""
+    cli = tmp_path / "snap"
+    cli.write_text(f'#!/bin/sh\n[ "$1" = ack ] && cp "$2" {tmp_path}/acked\n')
+    cli.chmod(0o755)
+    return cli
+
+
+def test_ack_downloads_the_assertions_and_hands_them_to_snap(
+    tmp_path: Path, module: AnsibleModule, store_proxy: str
+) -> None:
+    Snap(module, str(_snap_cli(tmp_path))).ack(store_proxy + "/v2/auth/store/assertions")
+    assert (tmp_path / "acked").read_bytes() == ASSERTIONS
+
+
+def test_ack_fails_on_an_http_error_and_acks_nothing(
+    tmp_path: Path, module: AnsibleModule, store_proxy: str
+) -> None:
+    with pytest.raises(urllib.error.HTTPError):
+        Snap(module, str(_snap_cli(tmp_path))).ack(store_proxy + "/nothing-here")
+    assert not (tmp_path / "acked").exists()
