@@ -609,7 +609,11 @@ def session_fixture(controller_manager: bool = True) -> Iterator[ControlPlane]:
     try:
         cp = start(controller_manager=controller_manager)
     except ControlPlaneError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        reason = str(exc)
+    else:
+        reason = ""
+    if reason:
+        pytest.fail(reason, pytrace=False)
     try:
         yield cp
     finally:
