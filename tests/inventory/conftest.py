@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from ansible_collections.chutes.miner.plugins.filter.inventory_check import mirrors_data
+from ansible_collections.chutes.miner.plugins.filter.inventory_problems import mirrors_data
 from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import Result, validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +59,7 @@ class Inv:
         """The inventory as an Ansible YAML inventory file."""
         children: dict[str, Any] = {}
         for group, members in self.groups.items():
-            children[group] = {"hosts": {h: None for h in members}}
+            children[group] = {"hosts": dict.fromkeys(members)}
         return {
             "all": {
                 "vars": copy.deepcopy(self.cluster),
@@ -92,7 +91,11 @@ def valid() -> Inv:
             "gpu-0": node(1, chutes_gpu_model="h200", chutes_gpu_count=8),
             "gpu-1": node(2, chutes_gpu_model="l40s", chutes_gpu_count=4),
         },
-        groups={"chutes_primary": ["cpu-0"], "chutes_gpu": ["gpu-0", "gpu-1"], "chutes_workers": ["gpu-0", "gpu-1"]},
+        groups={
+            "chutes_primary": ["cpu-0"],
+            "chutes_gpu": ["gpu-0", "gpu-1"],
+            "chutes_workers": ["gpu-0", "gpu-1"],
+        },
     )
 
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import (
     ALL,
     RULES,
     Context,
 )
+
 from tests.inventory.conftest import HOTKEY, SSH_KEY, VALIDATOR, Inv, check, codes, upstream, valid
 
 Mutation = Callable[[Inv], None]
@@ -149,7 +149,9 @@ CASES = [
     Case("service-contains-external-ip", steps(setting(ALL, chutes_cluster_private=True), setting("gpu-0", chutes_external_ip="10.152.183.9")),
          [("network_contains_host", "gpu-0", "chutes_service_cidr")]),
     Case("pod-cidr-loopback", setting(ALL, chutes_pod_cidr="127.0.0.0/16"), [("special_network", ALL, "chutes_pod_cidr")]),
-    Case("pod-cidr-prefix-25", setting(ALL, chutes_pod_cidr="10.1.0.0/25"), [("bad_format", h, "chutes_pod_cidr") for h in ("cpu-0", "gpu-0", "gpu-1")]),
+    Case("pod-cidr-prefix-28-ok", setting(ALL, chutes_pod_cidr="10.1.0.0/28"), []),
+    Case("pod-cidr-prefix-29", setting(ALL, chutes_pod_cidr="10.1.0.0/29"), [("bad_format", h, "chutes_pod_cidr") for h in ("cpu-0", "gpu-0", "gpu-1")]),
+    Case("pod-cidr-prefix-7", setting(ALL, chutes_pod_cidr="10.0.0.0/7"), [("bad_format", h, "chutes_pod_cidr") for h in ("cpu-0", "gpu-0", "gpu-1")]),
     Case("service-cidr-prefix-11", setting(ALL, chutes_service_cidr="10.0.0.0/11"), [("bad_format", h, "chutes_service_cidr") for h in ("cpu-0", "gpu-0", "gpu-1")]),
     # WireGuard role inputs.
     Case("wireguard-port-0", setting("gpu-0", wireguard_port=0), [("out_of_range", "gpu-0", "wireguard_port")]),

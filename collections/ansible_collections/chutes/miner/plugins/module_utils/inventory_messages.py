@@ -156,8 +156,8 @@ MESSAGES: dict[str, Message] = {
     ),
     # Connection and node addresses.
     "missing_ansible_host": Message(
-        "ansible_host is not set, so Ansible would resolve the inventory name {host} instead.",
-        "未设置 ansible_host，Ansible 将改为解析 inventory 主机名 {host}。",
+        "ansible_host is not set, so Ansible would connect to the inventory name instead.",
+        "未设置 ansible_host，Ansible 将改为连接 inventory 中的主机名。",
         "Set ansible_host to the address Ansible connects to (public IP, VPN or LAN address).",
         "请把 ansible_host 设置为 Ansible 连接的地址（公网 IP、VPN 或内网地址）。",
     ),

@@ -641,19 +641,20 @@ def rule_validators(ctx: Context) -> None:
 
 
 def rule_required(ctx: Context) -> None:
-    """Inputs without a default that every node needs."""
-    spec = ctx.table["base_admin_ssh_keys"]
+    """Inputs whose role default is empty but that every node needs."""
+    var = ctx.table["base_admin_ssh_keys"]
+    expected = ("at least one SSH public key line", "至少一行 SSH 公钥")
     for host in ctx.hosts:
-        if ctx.get(host, "base_admin_ssh_keys") is UNSET:
-            expected = spec.spec.expected()
+        keys = ctx.get(host, var.name)
+        if keys is UNSET or keys == []:
             ctx.add(
-                "missing",
+                "missing" if keys is UNSET else "empty",
                 host,
-                "base_admin_ssh_keys",
-                var="base_admin_ssh_keys",
+                ctx.label(host, var.name),
+                var=ctx.label(host, var.name),
                 expected_en=expected[0],
                 expected_zh=expected[1],
-                where=spec.where,
+                where=var.where,
             )
 
 

@@ -188,23 +188,24 @@ def _inventory_file(file: Path, loaded: set[str]) -> list[Problem]:
     text = _read(file)
     if text is None:
         return [problem("unparsed_source", ALL, "", file=file, error="unreadable")]
-    if file.suffix in YAML_SUFFIXES or not file.suffix:
-        try:
-            data, duplicates = load_strict(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}: " if mark is not None else ""
-            reason = getattr(exc, "problem", None) or type(exc).__name__
-            return [problem("unparsed_source", ALL, "", file=file, error=f"{where}{reason}")]
-        out = [
-            problem("duplicate_key", ALL, "", file=file, line=line, shown=show(key))
-            for line, key in duplicates
-        ]
-        if isinstance(data, dict) and "plugin" not in data:
-            declared = _declared_hosts_yaml(data)
-            out.extend(_missing(file, declared, loaded))
-        return out
-    return _missing(file, _declared_hosts_ini(text), loaded)
+    try:
+        data, duplicates = load_strict(text)
+    except yaml.YAMLError as exc:
+        if file.suffix not in YAML_SUFFIXES:  # an INI inventory is not YAML
+            return _missing(file, _declared_hosts_ini(text), loaded)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        reason = getattr(exc, "problem", None) or type(exc).__name__
+        return [problem("unparsed_source", ALL, "", file=file, error=f"{where}{reason}")]
+    if not isinstance(data, dict) and file.suffix not in YAML_SUFFIXES:
+        return _missing(file, _declared_hosts_ini(text), loaded)
+    out = [
+        problem("duplicate_key", ALL, "", file=file, line=line, shown=show(key))
+        for line, key in duplicates
+    ]
+    if isinstance(data, dict) and "plugin" not in data:
+        out.extend(_missing(file, _declared_hosts_yaml(data), loaded))
+    return out
 
 
 def _missing(file: Path, declared: set[str], loaded: set[str]) -> list[Problem]:

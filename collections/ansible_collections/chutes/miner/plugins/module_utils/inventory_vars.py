@@ -220,7 +220,7 @@ def _table(gpus: tuple[str, ...]) -> dict[str, Var]:
             ),
             doc="base",
         ),
-        Var("base_admin_ssh_keys", ListOf(_SSH_KEY, min_len=1), doc="base"),
+        Var("base_admin_ssh_keys", ListOf(_SSH_KEY), doc="base"),  # non-empty: rule_required
         Var("base_admin_sudo_nopasswd", _BOOL, doc="base"),
         Var(
             "base_hostname",
@@ -293,7 +293,7 @@ def _table(gpus: tuple[str, ...]) -> dict[str, Var]:
         Var("preflight_gpu_host", _BOOL, doc="preflight"),
         Var(
             "preflight_gpu_model",
-            Either(gpu_model, Str(allow_empty=True, max_len=0)),
+            Either(gpu_model, Str(allow_empty=True, max_len=0), ansible_type="str"),
             doc="preflight",
         ),
         Var("preflight_gpu_count", Int(0, GPU_COUNT_MAX), doc="preflight"),
