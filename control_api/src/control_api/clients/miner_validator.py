@@ -1,0 +1,139 @@
+"""The validator calls the scheduler makes (runtime contract §4.1, §4.2), D2-signed with the
+miner hotkey: chute objects, launch configs, instance and job releases, and the list streams
+autoscale reads. `MinerValidator` is the interface; tests serve a stand-in validator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from pydantic import ValidationError
+
+from control_api.clients.validator import HttpValidatorClient, ValidatorError
+from control_api.schemas.gepetto import RemoteChute, RemoteMetrics, RemoteUtilization
+from control_api.services.signing import d2_headers
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    token: str
+    config_id: str
+
+
+class MinerValidator(Protocol):
+    def get_chute(self, api: str, chute_id: str, version: str) -> RemoteChute | None:
+        """None when the validator does not know that chute version (404)."""
+        ...
+
+    def launch_config(self, api: str, chute_id: str, job_id: str | None = None) -> LaunchConfig:
+        """Raises ValidatorError; its status 423 = the chute is at capacity, 403 = this job
+        was already tried by us, 404/409 = gone or taken."""
+        ...
+
+    def delete_instance(self, api: str, chute_id: str, instance_id: str) -> None:
+        """404 counts as done."""
+        ...
+
+    def release_job(self, api: str, job_id: str) -> None:
+        """Give a job back (the validator re-broadcasts it); 404 counts as done."""
+        ...
+
+    def metrics(self, api: str) -> list[RemoteMetrics]: ...
+
+    def utilization(self, api: str) -> list[RemoteUtilization]: ...
+
+    def rolling_updates(self, api: str) -> set[str]: ...
+
+
+def stream_items(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """`data: <json>` lines (blank lines between; `data: NO_ITEMS` = empty)."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == "NO_ITEMS":
+            continue
+        item = json.loads(payload)
+        if isinstance(item, dict):
+            yield item
+
+
+class HttpMinerValidator(HttpValidatorClient):
+    """The add-node client's transport (TLS verified, HTTPS_PROXY/NO_PROXY honoured, network
+    errors and 5xx retried with a growing pause) for the scheduler's calls."""
+
+    def get_chute(self, api: str, chute_id: str, version: str) -> RemoteChute | None:
+        url = f"{api.rstrip('/')}/miner/chutes/{chute_id}/{version}"
+        resp = self._request("GET", url, purpose="miner")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise ValidatorError(f"chute fetch failed ({resp.status_code})", resp.status_code)
+        try:
+            return RemoteChute.model_validate_json(resp.content)
+        except ValidationError as exc:
+            raise ValidatorError(f"chute object malformed: {exc.error_count()} errors") from exc
+
+    def launch_config(self, api: str, chute_id: str, job_id: str | None = None) -> LaunchConfig:
+        params = {"chute_id": chute_id} | ({"job_id": job_id} if job_id else {})
+        url = httpx.URL(f"{api.rstrip('/')}/instances/launch_config", params=params)
+        resp = self._request("GET", str(url), purpose="launch")
+        if resp.status_code != 200:
+            raise ValidatorError(f"launch config refused ({resp.status_code})", resp.status_code)
+        try:
+            body = resp.json()
+            return LaunchConfig(str(body["token"]), str(body["config_id"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValidatorError("launch config malformed") from exc
+
+    def delete_instance(self, api: str, chute_id: str, instance_id: str) -> None:
+        url = f"{api.rstrip('/')}/instances/{chute_id}/{instance_id}"
+        resp = self._request("DELETE", url, purpose="instances")
+        if resp.status_code not in (200, 404):
+            raise ValidatorError(f"instance delete failed ({resp.status_code})", resp.status_code)
+
+    def release_job(self, api: str, job_id: str) -> None:
+        url = f"{api.rstrip('/')}/miner/jobs/{job_id}"
+        resp = self._request("DELETE", url, purpose="miner")
+        if resp.status_code not in (200, 404):
+            raise ValidatorError(f"job release failed ({resp.status_code})", resp.status_code)
+
+    def metrics(self, api: str) -> list[RemoteMetrics]:
+        """The whole `/miner/metrics/` stream; an interrupted one raises (keep the old)."""
+        url = f"{api.rstrip('/')}/miner/metrics/"
+        out = []
+        try:
+            with self._http.stream("GET", url, headers=d2_headers(self._signer, "miner")) as resp:
+                if resp.status_code != 200:
+                    raise ValidatorError(f"metrics answered {resp.status_code}", resp.status_code)
+                for item in stream_items(resp.iter_lines()):
+                    try:
+                        out.append(RemoteMetrics.model_validate(item))
+                    except ValidationError:
+                        continue  # one odd row must not hide the others
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ValidatorError(f"metrics stream interrupted: {type(exc).__name__}") from exc
+        return out
+
+    def _public_list(self, url: str) -> list[dict[str, Any]]:
+        """An unauthenticated JSON list (`/chutes/utilization`, `/chutes/rolling_updates`)."""
+        try:
+            resp = self._http.get(url)
+            resp.raise_for_status()
+            rows = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ValidatorError(f"{url} failed: {type(exc).__name__}") from exc
+        if not isinstance(rows, list):
+            raise ValidatorError(f"{url} is not a list")
+        return [r for r in rows if isinstance(r, dict)]
+
+    def utilization(self, api: str) -> list[RemoteUtilization]:
+        rows = self._public_list(f"{api.rstrip('/')}/chutes/utilization")
+        return [RemoteUtilization.model_validate(r) for r in rows if "chute_id" in r]
+
+    def rolling_updates(self, api: str) -> set[str]:
+        rows = self._public_list(f"{api.rstrip('/')}/chutes/rolling_updates")
+        return {str(r["chute_id"]) for r in rows if "chute_id" in r}

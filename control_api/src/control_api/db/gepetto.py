@@ -1,0 +1,379 @@
+"""The scheduler's SQL (claims and releases: db/claims.py): the snapshot strategies read,
+chute rows, instance bookkeeping by the validator's ids, and what reconcile compares.
+Every write is idempotent, so a redelivered event changes nothing the second time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg2.extensions import connection
+
+from control_api.scheduler.model import ChuteView, DeploymentView, ServerView
+from control_api.schemas.gepetto import RemoteChute
+
+UNHEALTHY = ("NotReady", "NoGpuCapacity", "LabelsLost", "Missing", "Deleting")
+
+_SERVERS = """
+SELECT s.server_id, s.name, s.validator, s.hourly_cost, s.gpu_count, s.locked, s.status,
+       g.model_short_ref,
+       count(g.gpu_id) FILTER (WHERE g.verified),
+       count(g.gpu_id) FILTER (WHERE g.verified AND g.deployment_id IS NULL)
+FROM servers s LEFT JOIN gpus g ON g.server_id = s.server_id
+GROUP BY s.server_id, g.model_short_ref
+ORDER BY s.server_id
+"""
+_DEPLOYMENTS = """
+SELECT d.deployment_id, d.chute_id, d.server_id, coalesce(h.n, 0), d.job_id, d.active, d.stub,
+       extract(epoch FROM d.created_at), extract(epoch FROM d.verified_at),
+       d.terminating_at IS NOT NULL, d.instance_id
+FROM deployments d
+LEFT JOIN (SELECT deployment_id, count(*) AS n FROM gpus WHERE deployment_id IS NOT NULL
+           GROUP BY deployment_id) h ON h.deployment_id = d.deployment_id
+"""
+_CHUTES = """
+SELECT chute_id, validator, version, gpu_count, supported_gpus, ban_reason, name, chutes_version
+FROM chutes
+"""
+
+
+def read_state(
+    conn: connection, disk: Mapping[str, float | None] | None = None
+) -> tuple[list[ServerView], list[ChuteView], list[DeploymentView]]:
+    """Servers (GPU counts per model), chutes (no code) and deployments from one snapshot:
+    the caller runs this in a REPEATABLE READ, READ ONLY transaction (`snapshot_tx`)."""
+    disk = disk or {}
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    with conn.cursor() as cur:
+        cur.execute(_SERVERS)
+        for row in cur.fetchall():
+            rows.setdefault(row[0], []).append(row)
+        servers = []
+        for server_id, group in rows.items():
+            first = group[0]
+            verified = {r[7]: int(r[8]) for r in group if r[7] is not None}
+            free = {r[7]: int(r[9]) for r in group if r[7] is not None}
+            model = max(verified, key=lambda m: (verified[m], m)) if verified else ""
+            servers.append(
+                ServerView(
+                    server_id=server_id,
+                    name=first[1],
+                    validator=first[2],
+                    hourly_cost=float(first[3]),
+                    gpu_count=int(first[4]),
+                    model=model,
+                    locked=bool(first[5]),
+                    verified_by_model=verified,
+                    free_by_model=free,
+                    free_disk_gb=disk.get(first[1]),
+                    ready=first[6] not in UNHEALTHY,
+                )
+            )
+        cur.execute(_CHUTES)
+        chutes = [
+            ChuteView(r[0], r[1], r[2], int(r[3]), tuple(r[4] or ()), r[5], r[6], r[7])
+            for r in cur.fetchall()
+        ]
+        cur.execute(_DEPLOYMENTS)
+        deps = [
+            DeploymentView(
+                deployment_id=r[0],
+                chute_id=r[1],
+                server_id=r[2],
+                gpu_count=int(r[3]),
+                job_id=r[4],
+                active=bool(r[5]),
+                stub=bool(r[6]),
+                created_at=float(r[7]),
+                verified_at=None if r[8] is None else float(r[8]),
+                terminating=bool(r[9]),
+                instance_id=r[10],
+            )
+            for r in cur.fetchall()
+        ]
+    return servers, chutes, deps
+
+
+def snapshot_tx(conn: connection) -> None:
+    """Start the connection's transaction as one consistent read."""
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def upsert_chute(conn: connection, validator: str, chute: RemoteChute) -> bool:
+    """Insert or update the local chute row; True when something changed."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO chutes (chute_id, validator, name, image, code, filename, ref_str,"
+            " version, supported_gpus, gpu_count, chutes_version, ban_reason)"
+            " VALUES (%(id)s, %(v)s, %(name)s, %(image)s, %(code)s, %(file)s, %(ref)s, %(ver)s,"
+            " %(gpus)s, %(n)s, %(cv)s, %(ban)s)"
+            " ON CONFLICT (chute_id) DO UPDATE SET validator = EXCLUDED.validator,"
+            " name = EXCLUDED.name, image = EXCLUDED.image, code = EXCLUDED.code,"
+            " filename = EXCLUDED.filename, ref_str = EXCLUDED.ref_str,"
+            " version = EXCLUDED.version, supported_gpus = EXCLUDED.supported_gpus,"
+            " gpu_count = EXCLUDED.gpu_count, chutes_version = EXCLUDED.chutes_version,"
+            " ban_reason = EXCLUDED.ban_reason, updated_at = now()"
+            " WHERE (chutes.validator, chutes.name, chutes.image, chutes.code, chutes.filename,"
+            " chutes.ref_str, chutes.version, chutes.supported_gpus, chutes.gpu_count,"
+            " chutes.chutes_version, chutes.ban_reason) IS DISTINCT FROM"
+            " (EXCLUDED.validator, EXCLUDED.name, EXCLUDED.image, EXCLUDED.code,"
+            " EXCLUDED.filename, EXCLUDED.ref_str, EXCLUDED.version, EXCLUDED.supported_gpus,"
+            " EXCLUDED.gpu_count, EXCLUDED.chutes_version, EXCLUDED.ban_reason)",
+            {
+                "id": chute.chute_id,
+                "v": validator,
+                "name": chute.name,
+                "image": chute.image,
+                "code": chute.code,
+                "file": chute.filename,
+                "ref": chute.ref_str,
+                "ver": chute.version,
+                "gpus": sorted(chute.supported_gpus),
+                "n": chute.gpu_count,
+                "cv": chute.chutes_version,
+                "ban": chute.ban_reason,
+            },
+        )
+        return bool(cur.rowcount)
+
+
+@dataclass(frozen=True)
+class ChuteRow:
+    chute_id: str
+    validator: str
+    version: str
+    image: str
+    code: str
+    filename: str
+    ref_str: str
+    chutes_version: str | None
+    gpu_count: int
+    supported_gpus: tuple[str, ...]
+
+
+def get_chute(conn: connection, chute_id: str) -> ChuteRow | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT chute_id, validator, version, image, code, filename, ref_str,"
+            " chutes_version, gpu_count, supported_gpus FROM chutes WHERE chute_id = %s",
+            (chute_id,),
+        )
+        r = cur.fetchone()
+    if r is None:
+        return None
+    return ChuteRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9] or ()))
+
+
+def delete_chute(conn: connection, chute_id: str) -> bool:
+    """False while deployments still reference it (RESTRICT) or when it is gone."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM chutes c WHERE chute_id = %s"
+            " AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.chute_id = c.chute_id)",
+            (chute_id,),
+        )
+        return bool(cur.rowcount)
+
+
+def set_image(
+    conn: connection, chute_ids: list[str], image: str, chutes_version: str | None
+) -> int:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE chutes SET image = %s, chutes_version = coalesce(%s, chutes_version),"
+            " updated_at = now() WHERE chute_id = ANY(%s)"
+            " AND (image, chutes_version) IS DISTINCT FROM (%s, coalesce(%s, chutes_version))",
+            (image, chutes_version, chute_ids, image, chutes_version),
+        )
+        return cur.rowcount
+
+
+def gpu_verified(conn: connection, gpu_id: str) -> bool:
+    """`WHERE gpu_id` (upstream wrote `WHERE server_id = gpu_id`: a no-op)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE gpus SET verified = true WHERE gpu_id = %s AND NOT verified", (gpu_id,))
+        return bool(cur.rowcount)
+
+
+def instance_created(conn: connection, config_id: str, instance_id: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE deployments SET instance_id = %s WHERE config_id = %s"
+            " AND instance_id IS DISTINCT FROM %s",
+            (instance_id, config_id, instance_id),
+        )
+        return bool(cur.rowcount)
+
+
+def instance_verified(conn: connection, instance_id: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE deployments SET verified_at = now()"
+            " WHERE instance_id = %s AND verified_at IS NULL",
+            (instance_id,),
+        )
+        return bool(cur.rowcount)
+
+
+def instance_activated(conn: connection, config_id: str, instance_id: str | None) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE deployments SET active = true, stub = false,"
+            " activated_at = coalesce(activated_at, now()),"
+            " instance_id = coalesce(instance_id, %s)"
+            " WHERE config_id = %s AND NOT (active AND NOT stub)",
+            (instance_id, config_id),
+        )
+        return bool(cur.rowcount)
+
+
+def set_launch(conn: connection, deployment_id: str, config_id: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE deployments SET config_id = %s WHERE deployment_id = %s",
+            (config_id, deployment_id),
+        )
+
+
+def set_endpoint(conn: connection, deployment_id: str, host: str, port: int) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE deployments SET host = %s, port = %s WHERE deployment_id = %s",
+            (host, port, deployment_id),
+        )
+
+
+def deployment_ids(
+    conn: connection,
+    *,
+    chute_id: str | None = None,
+    job_id: str | None = None,
+    instance_id: str | None = None,
+    config_id: str | None = None,
+    server_id: str | None = None,
+) -> list[str]:
+    """Deployments matching every given field (all deployments when none is given)."""
+    where, params = ["TRUE"], []
+    for column, value in (
+        ("chute_id", chute_id),
+        ("job_id", job_id),
+        ("instance_id", instance_id),
+        ("config_id", config_id),
+        ("server_id", server_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT deployment_id FROM deployments WHERE {' AND '.join(where)}"
+            " ORDER BY created_at, deployment_id",
+            tuple(params),
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
+def chute_has_deployments(conn: connection, chute_id: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM deployments WHERE chute_id = %s)", (chute_id,))
+        row = cur.fetchone()
+    return bool(row and row[0])
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    server_id: str
+    name: str
+    validator: str
+    status: str
+    ip_address: str | None
+    cpu_per_gpu: int
+    memory_per_gpu: int
+    locked: bool
+
+
+def servers(conn: connection) -> list[ServerRow]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT server_id, name, validator, status, ip_address, cpu_per_gpu,"
+            " memory_per_gpu, locked FROM servers ORDER BY name"
+        )
+        return [ServerRow(*r) for r in cur.fetchall()]
+
+
+def get_server(conn: connection, server_id: str) -> ServerRow | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT server_id, name, validator, status, ip_address, cpu_per_gpu,"
+            " memory_per_gpu, locked FROM servers WHERE server_id = %s",
+            (server_id,),
+        )
+        r = cur.fetchone()
+    return None if r is None else ServerRow(*r)
+
+
+def set_status(conn: connection, server_id: str, status: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE servers SET status = %s WHERE server_id = %s AND status <> %s",
+            (status, server_id, status),
+        )
+        return bool(cur.rowcount)
+
+
+def server_gpus(conn: connection, server_id: str) -> list[tuple[str, str | None]]:
+    """(gpu_id, validator) of a server's GPUs."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT gpu_id, validator FROM gpus WHERE server_id = %s ORDER BY gpu_id", (server_id,)
+        )
+        return [(r[0], r[1]) for r in cur.fetchall()]
+
+
+def delete_server_if_empty(conn: connection, server_id: str) -> bool:
+    """Delete the server (its GPUs cascade) once no deployment is on it."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM servers s WHERE server_id = %s"
+            " AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.server_id = s.server_id)",
+            (server_id,),
+        )
+        return bool(cur.rowcount)
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    deployment_id: str
+    chute_id: str
+    server_id: str
+    stub: bool
+    job_id: str | None
+    instance_id: str | None
+    config_id: str | None
+    age_s: float
+    terminating: bool
+
+
+def deployments(conn: connection) -> list[DeploymentRow]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT deployment_id, chute_id, server_id, stub, job_id, instance_id, config_id,"
+            " extract(epoch FROM now() - created_at), terminating_at IS NOT NULL"
+            " FROM deployments ORDER BY created_at"
+        )
+        return [
+            DeploymentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], float(r[7]), r[8])
+            for r in cur.fetchall()
+        ]
+
+
+def code_configmaps_in_use(conn: connection) -> list[tuple[str, str]]:
+    """(chute_id, version) of every local chute and every deployment (which may still run an
+    older version): their code ConfigMaps are wanted."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT chute_id, version FROM chutes UNION SELECT chute_id, version FROM deployments"
+        )
+        return [(r[0], r[1]) for r in cur.fetchall()]

@@ -1,0 +1,1 @@
+"""Built-in strategies: `baseline` (upstream's behaviour, the default) and `fill`."""
