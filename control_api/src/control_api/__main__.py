@@ -80,6 +80,11 @@ async def _relay(settings: Settings) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["scheduler"]:  # gepetto: its own settings and subcommands
+        from control_api.scheduler.__main__ import main as scheduler_main
+
+        scheduler_main(sys.argv[2:])
+        return
     setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
     command = sys.argv[1] if len(sys.argv) > 1 else "api"
     settings = _settings()
