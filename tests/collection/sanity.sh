@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The collection as Galaxy receives it: build the tarball, install it into a scratch directory
+# and run, on that installed copy, `ansible-test sanity`, `ansible-test units` and Galaxy's own
+# importer (galaxy-importer, configured by galaxy-importer.cfg here). No Docker, no Galaxy.
+#
+# ansible-test runs each sanity test in a virtual environment of its own with the tool versions
+# ansible-core pins (pylint, yamllint, voluptuous, ...). The first run installs them from the
+# package index pip is configured for and keeps them in ~/.ansible/test/venv; later runs are
+# offline. Only the Python running ansible-test is available here, so the tests that run once per
+# Python version (compile, import) report the other supported versions as skipped.
+#
+# Usage: tests/collection/sanity.sh [VENV]   (default: .venv of the repository)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+venv=$(cd "${1:-$repo/.venv}" && pwd)
+collection=$repo/collections/ansible_collections/chutes/miner
+export PATH="$venv/bin:$PATH"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Not the repository's ansible.cfg: it puts the source tree on the collections path.
+: >"$work/ansible.cfg"
+export ANSIBLE_CONFIG="$work/ansible.cfg"
+
+ansible-galaxy collection build --output-path "$work/dist" "$collection" >/dev/null
+tarball=$(echo "$work"/dist/chutes-miner-*.tar.gz)
+ansible-galaxy collection install --offline --no-deps -p "$work/installed" "$tarball" >/dev/null
+installed=$work/installed/ansible_collections/chutes/miner
+
+pip_version=$(python -c 'import types
+from ansible_test._internal.python_requirements import get_venv_packages
+print(get_venv_packages(types.SimpleNamespace(version="3"))["pip"])')
+bootstrap=~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+if [[ ! -f $bootstrap ]]; then
+  mkdir -p "$(dirname "$bootstrap")"
+  cp "$repo/tests/collection/get_pip_offline.py" "$bootstrap"
+fi
+
+cd "$installed"
+echo "== ansible-test sanity (installed tarball)"
+ansible-test sanity --local --color no
+echo "== ansible-test units"
+ansible-test units --local --color no
+
+echo "== galaxy-importer"
+cd "$work"
+GALAXY_IMPORTER_CONFIG="$repo/tests/collection/galaxy-importer.cfg" \
+  python -m galaxy_importer.main "$tarball" >"$work/importer.log" 2>&1 || {
+  cat "$work/importer.log"
+  exit 1
+}
+python "$repo/tests/collection/importer_check.py" "$work/importer.log" "$work/importer_result.json"
