@@ -97,6 +97,8 @@ def test_nothing_cites_material_outside_the_repository() -> None:
     hits = []
     for name in tracked:
         path = REPO / name
+        if path == Path(__file__).resolve():  # this file holds the pattern itself
+            continue
         if not path.is_file() or path.suffix in {".png", ".gz", ".asc", ".pyc"}:
             continue
         try:
