@@ -3,8 +3,10 @@ upstream host outside the mirror catalog.
 
 Allowed: roles/mirrors/vars/catalog.yml (the catalog, with the rollback upstreams),
 comment lines, docs (*.md, changelogs), ``server = "..."`` lines and ``certs.d/<registry>``
-paths of hosts.toml files, and a line that routes the URL through
-``chutes.miner.mirror_url`` (the download goes to the mirror, the URL is only its key).
+paths of hosts.toml files, a line that routes the URL through
+``chutes.miner.mirror_url`` (the download goes to the mirror, the URL is only its key), and an
+image reference that is the whole value of a ``*_image`` variable (containerd pulls it through
+the registry mirrors of ``certs.d``).
 The PyPI and Debian archive hosts are read from this machine's configuration at run
 time, never written into the repository.
 """
@@ -45,7 +47,10 @@ BLOCKED = [
 ALLOWED_FILES = {COLLECTION / "roles" / "mirrors" / "vars" / "catalog.yml"}
 SKIP_SUFFIXES = {".md", ".rst", ".txt", ".pyc"}
 COMMENT = re.compile(r"^\s*(#|//|--|;)")
-ALLOWED_LINE = re.compile(r'^\s*server\s*=\s*"|certs\.d/|chutes\.miner\.mirror_url')
+ALLOWED_LINE = re.compile(
+    r'^\s*server\s*=\s*"|certs\.d/|chutes\.miner\.mirror_url'
+    r'|^\s*\w+_image:\s*"?[\w.-]+(:\d+)?/[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})"?\s*$'
+)
 
 
 def _hosts_of(url: str) -> set[str]:
@@ -136,6 +141,10 @@ def test_the_audit_catches_a_planted_upstream(tmp_path: Path) -> None:
         "# docker.io in a comment is fine\n"
         "x_ok: \"{{ 'https://github.com/a' | chutes.miner.mirror_url(mirrors_effective) }}\"\n"
         "x_dns: [8.8.8.8]\nx_fine: mydocker.io.example\n"
+        "x_image: registry.k8s.io/pause:3.10.1\n"
+        "x_image_url: https://registry.k8s.io/v2/pause/manifests/3.10.1\n"
     )
     found = violations(audited_files([tmp_path]), BLOCKED)
-    assert len(found) == 2 and "githubusercontent.com" in found[0] and "8.8.8.8" in found[1], found
+    assert len(found) == 3, found
+    assert "githubusercontent.com" in found[0] and "8.8.8.8" in found[1], found
+    assert "x_image_url" in found[2], found
