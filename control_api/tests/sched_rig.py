@@ -28,7 +28,7 @@ def scheduler_settings(base: Settings, **overrides: Any) -> SchedulerSettings:
 class Rig:
     settings: SchedulerSettings
     db: Database
-    kube: MemoryChuteKube
+    kube: Any  # MemoryChuteKube, or RealChuteKube against a real API server
     validator: MemoryMinerValidator
     nodes: MemoryNodesValidator
     scheduler: Scheduler
@@ -50,10 +50,10 @@ class Rig:
         self.db.close()
 
 
-def make_rig(base: Settings, strategy: Any = None, **overrides: Any) -> Rig:
+def make_rig(base: Settings, strategy: Any = None, kube: Any = None, **overrides: Any) -> Rig:
     settings = scheduler_settings(base, **overrides)
     db = Database(settings.postgresql.get_secret_value(), maxconn=32)
-    kube = MemoryChuteKube()
+    kube = kube if kube is not None else MemoryChuteKube()
     validator = MemoryMinerValidator()
     nodes = MemoryNodesValidator()
     runner = StrategyRunner(

@@ -1,0 +1,162 @@
+"""A stand-in validator for the scheduler's HTTP calls (aiohttp on 127.0.0.1, own thread):
+chute objects, launch configs, instance and job releases, metrics stream, utilization and
+rolling updates. D2 signatures are checked with bittensor-wallet directly, not with the code
+under test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from bittensor_wallet import Keypair
+
+from tests.standins import free_port
+
+
+def d2_ok(request: web.Request, miner: str, purpose: str) -> bool:
+    h = request.headers
+    hotkey, nonce, sig = (
+        h.get("X-Chutes-Hotkey", ""),
+        h.get("X-Chutes-Nonce", ""),
+        h.get("X-Chutes-Signature", ""),
+    )
+    if hotkey != miner or not nonce.isdigit() or abs(time.time() - int(nonce)) >= 600:
+        return False
+    try:
+        signature = bytes.fromhex(sig)
+    except ValueError:
+        return False
+    message = f"{hotkey}:{nonce}:{purpose}".encode()
+    return bool(Keypair(ss58_address=hotkey).verify(message, signature))
+
+
+@dataclass
+class MinerApiState:
+    chutes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    launch_status: int = 200
+    launches: list[dict[str, str]] = field(default_factory=list)
+    deleted_instances: list[tuple[str, str]] = field(default_factory=list)
+    released_jobs: list[str] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    utilization: list[dict[str, Any]] = field(default_factory=list)
+    rolling: list[dict[str, Any]] = field(default_factory=list)
+    bad_signatures: list[str] = field(default_factory=list)
+    fail_next: int = 0  # answer 503 this many times first
+
+
+class MinerApiStandin:
+    def __init__(self, miner_ss58: str) -> None:
+        self.miner = miner_ss58
+        self.state = MinerApiState()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def _auth(self, request: web.Request, purpose: str) -> web.Response | None:
+        if self.state.fail_next > 0:
+            self.state.fail_next -= 1
+            return web.json_response({"detail": "busy"}, status=503)
+        if not d2_ok(request, self.miner, purpose):
+            self.state.bad_signatures.append(request.path)
+            return web.json_response({"detail": "bad signature"}, status=401)
+        return None
+
+    async def chute(self, request: web.Request) -> web.Response:
+        refused = self._auth(request, "miner")
+        if refused:
+            return refused
+        key = (request.match_info["chute_id"], request.match_info["version"])
+        if key not in self.state.chutes:
+            return web.json_response({"detail": "not found"}, status=404)
+        return web.json_response(self.state.chutes[key])
+
+    async def launch(self, request: web.Request) -> web.Response:
+        refused = self._auth(request, "launch")
+        if refused:
+            return refused
+        if self.state.launch_status != 200:
+            return web.json_response({"detail": "no"}, status=self.state.launch_status)
+        self.state.launches.append(dict(request.query))
+        return web.json_response(
+            {"token": "jwt." + uuid.uuid4().hex, "config_id": str(uuid.uuid4())}
+        )
+
+    async def delete_instance(self, request: web.Request) -> web.Response:
+        refused = self._auth(request, "instances")
+        if refused:
+            return refused
+        pair = (request.match_info["chute_id"], request.match_info["instance_id"])
+        self.state.deleted_instances.append(pair)
+        return web.json_response({"instance_id": pair[1], "deleted": True})
+
+    async def release_job(self, request: web.Request) -> web.Response:
+        refused = self._auth(request, "miner")
+        if refused:
+            return refused
+        self.state.released_jobs.append(request.match_info["job_id"])
+        return web.json_response({})
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        refused = self._auth(request, "miner")
+        if refused:
+            return refused
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for row in self.state.metrics:
+            await resp.write(f"data: {json.dumps(row)}\n\n".encode())
+        await resp.write_eof()
+        return resp
+
+    async def utilization(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.utilization)
+
+    async def rolling(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.rolling)
+
+    def start(self) -> MinerApiStandin:
+        app = web.Application()
+        app.router.add_get("/miner/chutes/{chute_id}/{version}", self.chute)
+        app.router.add_get("/instances/launch_config", self.launch)
+        app.router.add_delete("/instances/{chute_id}/{instance_id}", self.delete_instance)
+        app.router.add_delete("/miner/jobs/{job_id}", self.release_job)
+        app.router.add_get("/miner/metrics/", self.metrics)
+        app.router.add_get("/chutes/utilization", self.utilization)
+        app.router.add_get("/chutes/rolling_updates", self.rolling)
+        self._thread.start()
+
+        async def serve() -> None:
+            self._runner = web.AppRunner(app)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+        asyncio.run_coroutine_threadsafe(serve(), self.loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    def add_chute(self, chute_id: str, version: str = "1", gpu_count: int = 1, **kw: Any) -> None:
+        self.state.chutes[(chute_id, version)] = {
+            "chute_id": chute_id,
+            "name": f"name-{chute_id}",
+            "image": "user/img:1",
+            "code": "print('hi')",
+            "filename": "app.py",
+            "ref_str": "app:chute",
+            "version": version,
+            "supported_gpus": ["h200"],
+            "node_selector": {"gpu_count": gpu_count},
+            "chutes_version": "0.3.5",
+            **kw,
+        }
