@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import datetime
 import ipaddress
 import json
@@ -202,14 +201,14 @@ def _b64(data: bytes) -> str:
 
 # -- processes ------------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
 
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the process that started it dies, so a killed
-    pytest worker leaves no etcd or apiserver behind."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` under ``setpriv --pdeathsig KILL`` (util-linux): the process gets SIGKILL when
+    the one that started it dies, so a killed pytest worker leaves no etcd or apiserver
+    behind. No Python runs between fork and exec (a preexec_fn could deadlock in a process
+    with threads). Without setpriv, the next start's sweep still removes the directories."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 def pid_alive(pid: int) -> bool:
@@ -390,13 +389,12 @@ class ControlPlane:
         with open(log, "wb") as out:
             try:
                 popen = subprocess.Popen(
-                    argv,
+                    _die_with_parent(argv),
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=self.workdir,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,  # only prctl, before exec
                 )
             except OSError as exc:
                 raise ControlPlaneError(f"cannot run {argv[0]}: {exc}") from exc

@@ -285,6 +285,39 @@ def test_failed_start_leaves_nothing(control_plane: ControlPlane) -> None:
     assert Path(workdir).name not in _live_control_plane_dirs()
 
 
+KILLED_OWNER = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import controlplane
+cp = controlplane.start(controller_manager=False)
+print(json.dumps({"pids": cp.pids(), "workdir": str(cp.workdir)}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_owner_leaves_nothing(control_plane: ControlPlane) -> None:
+    """A process that dies without teardown (SIGKILL): its etcd and apiserver die with it
+    (parent-death signal), and the next start removes its working directory."""
+    env = {**os.environ, "CHUTES_K8S_DIR": str(control_plane.bin_dir.parent)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", KILLED_OWNER, str(Path(controlplane.__file__).parent)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    started = json.loads(owner.stdout.readline())
+    owner.kill()
+    owner.wait(10)
+    deadline = time.monotonic() + 10
+    while any(controlplane.pid_alive(pid) for pid in started["pids"]):
+        assert time.monotonic() < deadline, "a control-plane process outlived its owner"
+        time.sleep(0.1)
+    assert Path(started["workdir"]).is_dir()
+    controlplane._sweep_stale()  # what the next start() does first
+    assert not Path(started["workdir"]).exists()
+
+
 def test_serve_for_molecule(control_plane: ControlPlane, tmp_path: Path) -> None:
     """`python tests/k8s/controlplane.py serve`: the env file names a working admin
     kubeconfig while it runs; SIGTERM stops everything and removes the file."""
