@@ -316,7 +316,8 @@ def test_loads_a_file_and_a_module_path(tmp_path: Path) -> None:
             "none of the hooks",
         ),
         (
-            "STRATEGY_API_VERSION = 1\nclass S:\n  autoscale = 3\n  def choose_server(s, a, b): pass\ndef create_strategy(c): return S()\n",
+            "STRATEGY_API_VERSION = 1\nclass S:\n  autoscale = 3\n"
+            "  def choose_server(s, a, b): pass\ndef create_strategy(c): return S()\n",
             "autoscale is not callable",
         ),
         ("import no_such_module_here\n", "ModuleNotFoundError"),
