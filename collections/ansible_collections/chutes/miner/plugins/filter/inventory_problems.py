@@ -27,7 +27,7 @@ from ansible_collections.chutes.miner.plugins.module_utils.inventory_sources imp
 
 DOCUMENTATION = r"""
 name: inventory_problems
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
 version_added: 0.1.0
 short_description: Validate a chutes.miner inventory and list every problem
 description:

@@ -14,7 +14,8 @@ author: chutes.miner developers (!UNKNOWN)
 version_added: 0.1.0
 short_description: Check the inputs of chutes.miner.k8s_binaries and derive its addresses
 description:
-  - Lists every problem with the role's inputs at once (C(host), C(en), C(zh)): networks that
+  - >-
+    Lists every problem with the role's inputs at once (C(host), C(en), C(zh)): networks that
     overlap each other or a host's own addresses, a pod network too small for the nodes, a node
     address that is not on its host, groups, the play and removals that contradict each other,
     and malformed versions, ports, pins and switches.

@@ -21,7 +21,7 @@ options:
     type: dict
     required: true
   fixes:
-    description: Check name to C({en: ..., zh: ...}).
+    description: "Check name to C({en: ..., zh: ...})."
     type: dict
     default: {}
 """

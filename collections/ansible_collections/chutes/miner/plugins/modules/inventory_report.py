@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: inventory_report
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
 version_added: 0.1.0
 short_description: Print the inventory validation report and fail when it lists a problem
 description:

@@ -91,7 +91,8 @@ options:
     description: Attempts per download before giving up.
     type: int
     default: 3
-author: chutes.miner developers
+author: chutes.miner developers (!UNKNOWN)
+version_added: 0.1.0
 """
 
 EXAMPLES = r"""
