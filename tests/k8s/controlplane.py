@@ -233,8 +233,9 @@ def _sweep_stale() -> None:
             owner = 0
         if owner and pid_alive(owner):
             continue
-        if owner or time.time() - entry.stat().st_mtime > 300:  # no pid yet: being created
-            shutil.rmtree(entry, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):  # another process removed it meanwhile
+            if owner or time.time() - entry.stat().st_mtime > 300:  # no pid: being created
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -400,7 +401,6 @@ class ControlPlane:
                 raise ControlPlaneError(f"cannot run {argv[0]}: {exc}") from exc
         proc = _Process(name, popen, log)
         self._procs.append(proc)
-        (self.workdir / "pids").write_text(" ".join(str(p) for p in self.pids()))
         return proc
 
     def _wait(
