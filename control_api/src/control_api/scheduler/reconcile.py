@@ -181,7 +181,7 @@ class Reconciler:
         seen: Counter[str] = Counter()
         owner: dict[str, list[str]] = {}
         for p in pods:
-            devices = set(_gpu_ids(p.visible_devices))
+            devices = set(visible_gpu_ids(p.visible_devices))
             if devices != held.get(p.deployment_id, set()):
                 log.error("scheduler.pod_gpus_differ", extra={"deployment_id": p.deployment_id})
                 undo.add(p.deployment_id)
@@ -203,7 +203,7 @@ class Reconciler:
         self.s.refresh_disk(names)
 
 
-def _gpu_ids(visible: str | None) -> list[str]:
+def visible_gpu_ids(visible: str | None) -> list[str]:
     """32-hex ids from `GPU-xxxxxxxx-xxxx-...` entries."""
     out = []
     for item in (visible or "").split(","):
