@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from bittensor_wallet import Keypair
 from control_api.clients.graval import HttpGravalClient
 from control_api.config import Settings
 from control_api.db.migrate import migrate
+from control_api.guard import uvicorn_config
 from control_api.main import create_app
 from control_api.services.signing import body_hash, d1_headers, keypair_from_seed
 
@@ -166,12 +168,23 @@ def make_settings(
 
 
 class LiveServer:
-    def __init__(self, app: Any) -> None:
+    """The app under uvicorn in a thread; with `settings`, configured exactly as
+    `python -m control_api api` serves it (head limits and timeouts)."""
+
+    def __init__(self, app: Any, settings: Settings | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
-        )
+        if settings is not None:
+            config = uvicorn_config(app, settings, "127.0.0.1", self.port)
+        else:
+            config = uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -210,15 +223,11 @@ class Api:
         return self.http.delete(path, headers=self.headers())
 
 
-@pytest.fixture()
-def api(
-    make_settings: SettingsFactory,
-    miner_key: Keypair,
-    validator: StandinValidator,
-    redis_prefix: str,
-    db: psycopg2.extensions.connection,
+@contextmanager
+def serve_api(
+    settings: Settings, miner_key: Keypair, validator: StandinValidator, redis_prefix: str
 ) -> Iterator[Api]:
-    settings = make_settings()
+    """The API with a stand-in Kubernetes, served as in production, and a client for it."""
     kube = StandinKube(devices_url=validator.url)
     app = create_app(
         settings,
@@ -226,8 +235,31 @@ def api(
         graval=HttpGravalClient(miner_key, tries=2, pause_s=0.05),
         redis_prefix=redis_prefix,
     )
-    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+    with LiveServer(app, settings) as live, httpx.Client(base_url=live.url, timeout=30) as http:
         yield Api(live.url, http, kube, validator, settings, miner_key, redis_prefix, app)
+
+
+ApiFactory = Callable[..., AbstractContextManager[Api]]
+
+
+@pytest.fixture()
+def api_with(
+    make_settings: SettingsFactory,
+    miner_key: Keypair,
+    validator: StandinValidator,
+    redis_prefix: str,
+    db: psycopg2.extensions.connection,
+) -> ApiFactory:
+    """`with api_with(**setting_overrides) as api:` on an emptied database."""
+    return lambda **overrides: serve_api(
+        make_settings(**overrides), miner_key, validator, redis_prefix
+    )
+
+
+@pytest.fixture()
+def api(api_with: ApiFactory) -> Iterator[Api]:
+    with api_with() as api:
+        yield api
 
 
 ServiceEnv = Callable[..., dict[str, str]]

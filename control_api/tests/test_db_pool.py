@@ -12,7 +12,7 @@ import httpx
 import pytest
 from bittensor_wallet import Keypair
 from control_api.db.migrate import migrate
-from control_api.db.pool import Database, DatabaseUnavailable
+from control_api.db.pool import Database, DatabaseUnavailable, DbTimeouts
 from control_api.main import create_app
 from control_api.services.signing import d1_headers
 
@@ -21,7 +21,7 @@ from tests.standins import StandinKube
 
 
 def test_burst_larger_than_pool_waits(database_dsn: str) -> None:
-    db = Database(database_dsn, maxconn=2, acquire_timeout_s=10)
+    db = Database(database_dsn, maxconn=2, timeouts=DbTimeouts(pool_wait_s=10))
     errors: list[BaseException] = []
     done: list[int] = []
 
@@ -44,7 +44,7 @@ def test_burst_larger_than_pool_waits(database_dsn: str) -> None:
 
 
 def test_pool_wait_is_bounded(database_dsn: str) -> None:
-    db = Database(database_dsn, maxconn=2, acquire_timeout_s=0.3)
+    db = Database(database_dsn, maxconn=2, timeouts=DbTimeouts(pool_wait_s=0.3))
     try:
         with db.connection(), db.connection():
             start = time.monotonic()

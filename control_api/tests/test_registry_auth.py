@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 from bittensor_wallet import Keypair
-from control_api.registry_auth import _SETS_NODELAY, SignatureCache, _Protocol, serve
+from control_api.registry_auth import (
+    _SETS_NODELAY,
+    _UNAUTHORIZED,
+    Limits,
+    SignatureCache,
+    _Connections,
+    _Protocol,
+    serve,
+)
 from control_api.services.signing import d2_message, verify
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,15 +29,15 @@ from tests.conftest import TOKEN
 from tests.standins import free_port
 
 
-@pytest.fixture()
-def listener(miner_key: Keypair) -> Iterator[str]:
+@contextmanager
+def _serving(miner_key: Keypair, limits: Limits | None = None) -> Iterator[str]:
     port = free_port()
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(serve(miner_key, TOKEN, "127.0.0.1", port))
+        loop.run_until_complete(serve(miner_key, TOKEN, "127.0.0.1", port, limits=limits))
         ready.set()
         loop.run_forever()
 
@@ -37,6 +47,12 @@ def listener(miner_key: Keypair) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
+
+
+@pytest.fixture()
+def listener(miner_key: Keypair) -> Iterator[str]:
+    with _serving(miner_key) as url:
+        yield url
 
 
 def test_signed_headers(listener: str, miner_key: Keypair) -> None:
@@ -54,7 +70,7 @@ def test_signed_headers(listener: str, miner_key: Keypair) -> None:
         assert http.get("/registry/auth").status_code == 401
         assert http.get("/registry/auth", headers={"X-Registry-Auth-Token": "x"}).status_code == 401
         assert http.get("/elsewhere").status_code == 404
-        assert "registry_auth_responses_total" in http.get("/metrics").text
+        assert http.get("/metrics").status_code == 404  # on METRICS_PORT, from a thread
 
 
 def test_garbage_does_not_kill_listener(listener: str) -> None:
@@ -135,7 +151,8 @@ def test_accepted_sockets_get_nodelay(miner_key: Keypair) -> None:
         conn, _ = srv.accept()
         with client, conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-            _Protocol(SignatureCache(miner_key), b"t").connection_made(SockTransport(conn))
+            proto = _Protocol(SignatureCache(miner_key), b"t", _Connections(Limits()))
+            proto.connection_made(SockTransport(conn))
             assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
 
@@ -192,7 +209,7 @@ class _Recorder:
 
 def _feed(miner_key: Keypair, *chunks: bytes, token: bytes = TOKEN.encode()) -> _Recorder:
     transport = _Recorder()
-    proto = _Protocol(SignatureCache(miner_key), token)
+    proto = _Protocol(SignatureCache(miner_key), token, _Connections(Limits()))
     proto.connection_made(transport)  # type: ignore[arg-type]
     for chunk in chunks:
         proto.data_received(chunk)
@@ -305,3 +322,159 @@ def test_any_split_of_a_pipeline_gives_the_same_answers(
         == _statuses(whole)
         == [{0: b"200", 1: b"401", 2: b"200", 3: b"404"}[i] for i in picks]
     )
+
+
+def test_duplicate_token_header_is_401(miner_key: Keypair) -> None:
+    """Two X-Registry-Auth-Token headers are ambiguous (nginx and this listener might read
+    different ones): 401 even when both carry the secret."""
+    head = b"GET /registry/auth HTTP/1.1\r\nHost: r\r\n"
+    for second in (b"x", TOKEN.encode()):
+        req = head + _TOK + b"X-Registry-Auth-Token: " + second + b"\r\n\r\n"
+        assert _statuses(_feed(miner_key, req)) == [b"401"]
+
+
+class _SlowReader(_Recorder):
+    """A transport whose peer reads only when told: above `high` unsent bytes it calls the
+    protocol's pause_writing, as asyncio and uvloop transports do."""
+
+    def __init__(self, high: int) -> None:
+        super().__init__()
+        self.high = high
+        self.unsent = 0
+        self.most_unsent = 0
+        self.reading = True
+        self.proto: _Protocol | None = None
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.unsent += len(data)
+        self.most_unsent = max(self.most_unsent, self.unsent)
+        if self.unsent > self.high and self.proto is not None:
+            self.proto.pause_writing()
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def peer_reads(self) -> None:
+        self.unsent = 0
+        assert self.proto is not None
+        self.proto.resume_writing()
+
+
+def test_pipelining_stops_while_the_peer_does_not_read(miner_key: Keypair) -> None:
+    """Issue #16 item 4: 2,000 pipelined requests in one segment from a peer that reads
+    nothing get answers only up to the high-water mark; reading stops until the peer reads;
+    then the rest is answered, in order, none lost."""
+    high = 4096
+    t = _SlowReader(high)
+    proto = _Protocol(SignatureCache(miner_key), TOKEN.encode(), _Connections(Limits()))
+    t.proto = proto
+    proto.connection_made(t)  # type: ignore[arg-type]
+    proto.data_received((_PING + _AUTH) * 1000)
+    answered = len(t.out)
+    assert 0 < answered < 50 and not t.reading
+    while len(t.out) < 2000:
+        before = len(t.out)
+        t.peer_reads()
+        assert len(t.out) > before, "resume_writing answered nothing"
+    assert _statuses(t) == [b"200"] * 2000 and t.reading and not t.closed
+    assert all(out.endswith(b'{"message":"pong"}') for out in t.out[::2])
+    assert t.most_unsent <= high + max(len(o) for o in t.out)
+
+
+def test_flooding_connection_does_not_stall_pulls(listener: str) -> None:
+    """A connection that pipelines 400,000 requests (16 MB, more than the kernel buffers hold)
+    and reads nothing is paused (its sender blocks); an authenticated request on another
+    connection is answered meanwhile; the flood's answers all arrive once its peer reads."""
+    port = int(listener.rsplit(":", 1)[1])
+    n = 400_000
+    with socket.create_connection(("127.0.0.1", port)) as flood:
+        sender = threading.Thread(target=flood.sendall, args=(_NO_TOKEN * n,), daemon=True)
+        sender.start()
+        time.sleep(0.5)
+        assert sender.is_alive()  # the listener stopped reading: backpressure reached the peer
+        resp = httpx.get(listener + "/registry/auth", headers={"X-Registry-Auth-Token": TOKEN})
+        assert resp.status_code == 200
+        flood.settimeout(10)
+        expected = n * len(_UNAUTHORIZED[True])  # every answer is the same keep-alive 401
+        size = 0
+        while size < expected:
+            chunk = flood.recv(1 << 20)
+            assert chunk, f"closed after {size} of {expected} bytes"
+            size += len(chunk)
+        sender.join(5)
+        assert size == expected and not sender.is_alive()
+
+
+@pytest.fixture()
+def tight(miner_key: Keypair) -> Iterator[int]:
+    limits = Limits(header_timeout_s=0.4, idle_timeout_s=0.8, max_connections=20)
+    with _serving(miner_key, limits) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+def _closed_within(s: socket.socket, seconds: float) -> tuple[bytes, float]:
+    start = time.monotonic()
+    s.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := s.recv(4096):
+            got += chunk
+    except TimeoutError:
+        return got, float("inf")
+    return got, time.monotonic() - start
+
+
+def test_listener_closes_silent_slow_and_idle_connections(tight: int) -> None:
+    with socket.create_connection(("127.0.0.1", tight)) as s:  # sends nothing at all
+        got, took = _closed_within(s, 5)
+        assert got == b"" and took < 2
+    with socket.create_connection(("127.0.0.1", tight)) as s:  # a head that trickles
+        s.sendall(b"GET /registry/auth HTTP/1.1\r\n")
+        start = time.monotonic()
+        for _ in range(20):
+            try:
+                s.sendall(b"X: y\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.1)
+        got, _ = _closed_within(s, 5)
+        assert got.startswith(b"HTTP/1.1 408") and time.monotonic() - start < 3
+    with socket.create_connection(("127.0.0.1", tight)) as s:  # keep-alive, then idle
+        s.sendall(_AUTH)
+        s.settimeout(2)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        got, took = _closed_within(s, 5)
+        assert got == b"" and 0.5 < took < 3
+
+
+def test_listener_full_of_idle_connections_still_admits(miner_key: Keypair) -> None:
+    """Above max_connections the idlest connections are closed: 60 idle connections (limit
+    20) do not lock out a pull, and the newest ones survive."""
+    limits = Limits(header_timeout_s=30, idle_timeout_s=30, max_connections=20)
+    with _serving(miner_key, limits) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        try:
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(_AUTH)
+                s.settimeout(2)
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            closed = 0
+            for sock in idle[:20]:
+                sock.settimeout(2)
+                try:
+                    closed += sock.recv(1) == b""
+                except (TimeoutError, ConnectionResetError):
+                    pass
+            assert closed == 20  # the oldest were closed first
+            survivor = idle[-1]
+            survivor.sendall(_AUTH)
+            survivor.settimeout(2)
+            assert survivor.recv(4096).startswith(b"HTTP/1.1 200")
+        finally:
+            for sock in idle:
+                sock.close()

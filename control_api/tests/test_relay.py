@@ -254,7 +254,9 @@ def test_socket_proxy_follows_https_proxy_and_no_proxy(
             raise socketio.exceptions.ConnectionError("recorded")
 
     monkeypatch.setattr(socketio, "AsyncClient", Recorder)
-    cfg = ValidatorConfig(hotkey="5" + "F" * 47, registry="r", api="a", socket="wss://ws.chutes.ai")
+    cfg = ValidatorConfig(
+        hotkey=miner_key.ss58_address, registry="r", api="a", socket="wss://ws.chutes.ai"
+    )
     relay = Relay(cfg, miner_key, lambda *_: asyncio.sleep(0))
     assert asyncio.run(relay._session()) is False
     assert seen[0]["websocket_extra_options"] == {"proxy": "http://127.0.0.1:3128"}

@@ -47,7 +47,11 @@ def test_python_m_control_api_api(
     dsn = fresh_db()
     api_port, metrics_port = free_port(), free_port()
     env = os.environ | service_env(
-        POSTGRESQL=dsn, API_HOST="127.0.0.1", API_PORT=str(api_port), METRICS_PORT=str(metrics_port)
+        POSTGRESQL=dsn,
+        API_HOST="127.0.0.1",
+        API_PORT=str(api_port),
+        METRICS_PORT=str(metrics_port),
+        KUBERNETES_REQUIRED="false",
     )
     log = tmp_path / "api.log"
     with open(log, "wb") as out:

@@ -10,10 +10,27 @@ import sys
 
 from pydantic import ValidationError
 
-from control_api.config import Settings, describe_error
+from control_api.config import Settings, describe_error, settings_help
 from control_api.log import setup_logging
 
 log = logging.getLogger("control_api")
+COMMANDS = {
+    "api": "the miner API on API_HOST:API_PORT (migrates first unless CONTROL_API_MIGRATE=false)",
+    "migrate": "apply the SQL migrations and exit (advisory-locked)",
+    "registry-auth": "the internal registry-auth listener on REGISTRY_AUTH_HOST:_PORT",
+    "relay": "one socket.io client per validator, events into Redis",
+    "scheduler": "gepetto, chute placement (its own settings: scheduler --help)",
+}
+
+
+def usage() -> str:
+    commands = "\n".join(f"  {name:<14} {text}" for name, text in COMMANDS.items())
+    return (
+        "usage: python -m control_api [COMMAND]   (default: api)\n\n"
+        f"commands:\n{commands}\n\n"
+        "settings (environment variables, case-insensitive):\n"
+        f"{settings_help()}\n"
+    )
 
 
 def _settings() -> Settings:
@@ -27,39 +44,58 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def run_api(settings: Settings) -> None:
-    import uvicorn
+def _start_metrics(settings: Settings, bind_host: str) -> None:
+    """Prometheus on its own port, served from a thread (never the serving event loop)."""
     from prometheus_client import start_http_server
 
-    from control_api.db.migrate import migrate
-    from control_api.main import create_app
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host or bind_host)
 
+
+def run_api(settings: Settings) -> None:
+    import uvicorn
+
+    from control_api.clients.k8s import UnavailableKube
+    from control_api.db.migrate import migrate
+    from control_api.guard import raise_nofile_limit, uvicorn_config
+    from control_api.main import create_app, real_kube
+
+    kube = real_kube(settings.chutes_namespace)
+    if kube is None and settings.kubernetes_required:
+        sys.stderr.write(
+            "no Kubernetes configuration (in-cluster or KUBECONFIG); set"
+            " KUBERNETES_REQUIRED=false to serve without add-node\n"
+        )
+        raise SystemExit(2)
     if os.environ.get("CONTROL_API_MIGRATE", "true").lower() != "false":
         migrate(settings.postgresql.get_secret_value())
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+    raise_nofile_limit()
+    _start_metrics(settings, settings.api_host)
     # One worker per pod: uvicorn's pre-bound multi-worker socket loses TCP_NODELAY.
-    uvicorn.run(
-        create_app(settings),
-        host=os.environ.get("API_HOST", "0.0.0.0"),
-        port=settings.api_port,
-        access_log=False,
-        log_config=None,
-        loop="auto",
-        http="auto",
-    )
+    app = create_app(settings, kube=kube or UnavailableKube())
+    uvicorn.Server(uvicorn_config(app, settings, settings.api_host, settings.api_port)).run()
 
 
 async def _registry_auth(settings: Settings) -> None:
-    from control_api.registry_auth import serve
+    from control_api.guard import raise_nofile_limit
+    from control_api.registry_auth import Limits, serve
     from control_api.services.signing import keypair_from_seed
 
+    nofile = raise_nofile_limit()
     signer = keypair_from_seed(settings.miner_seed.get_secret_value())
+    _start_metrics(settings, settings.registry_auth_host)
     server = await serve(
         signer,
         settings.registry_auth_token.get_secret_value(),
-        os.environ.get("REGISTRY_AUTH_HOST", "0.0.0.0"),
+        settings.registry_auth_host,
         settings.registry_auth_port,
+        limits=Limits(
+            max_head_bytes=settings.max_head_bytes,
+            header_timeout_s=settings.header_timeout_s,
+            idle_timeout_s=settings.registry_auth_idle_timeout_s,
+            # keep descriptors for the metrics server, logging and the loop itself
+            max_connections=settings.registry_auth_max_connections or max(64, nofile - 64),
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,8 +121,14 @@ def main() -> None:
 
         scheduler_main(sys.argv[2:])
         return
-    setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
     command = sys.argv[1] if len(sys.argv) > 1 else "api"
+    if command in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        return
+    if command not in COMMANDS:
+        sys.stderr.write(f"unknown command {command!r}: {' | '.join(COMMANDS)} | --help\n")
+        raise SystemExit(2)
+    setup_logging(os.environ.get("LOG_LEVEL", "INFO"))
     settings = _settings()
     if command == "api":
         run_api(settings)
@@ -96,11 +138,8 @@ def main() -> None:
         migrate(settings.postgresql.get_secret_value())
     elif command == "registry-auth":
         _run_async(_registry_auth(settings))
-    elif command == "relay":
-        _run_async(_relay(settings))
     else:
-        sys.stderr.write(f"unknown command {command!r}: api | migrate | registry-auth | relay\n")
-        raise SystemExit(2)
+        _run_async(_relay(settings))
 
 
 def _run_async(coro: object) -> None:

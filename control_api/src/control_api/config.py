@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Annotated, Any
 
+from bittensor_wallet.utils import get_ss58_format, is_valid_ss58_address
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from control_api.services.signing import keypair_from_seed
 
-_SS58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{47,48}$")
+BITTENSOR_SS58_FORMAT = 42
 _DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
 _PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "xxx", "todo"}
+
+
+def ss58_valid(value: str) -> bool:
+    """A Bittensor account address: base58, SS58 checksum, network prefix 42. The same rule as
+    the collection's `chutes.miner.ss58_valid` test (a test checks that both agree)."""
+    if not value or len(value) > 64 or not value.isascii():
+        return False
+    try:
+        return (
+            bool(is_valid_ss58_address(value)) and get_ss58_format(value) == BITTENSOR_SS58_FORMAT
+        )
+    except ValueError:
+        return False
 
 
 class ValidatorConfig(BaseModel):
@@ -27,8 +42,8 @@ class ValidatorConfig(BaseModel):
     @field_validator("hotkey")
     @classmethod
     def _ss58(cls, value: str) -> str:
-        if not _SS58.match(value):
-            raise ValueError("hotkey is not an ss58 address")
+        if not ss58_valid(value):
+            raise ValueError("hotkey is not a valid ss58 address (checksum or network prefix)")
         return value
 
 
@@ -46,30 +61,101 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
-    miner_ss58: str
-    miner_seed: SecretStr
-    validators: Annotated[ValidatorsConfig, NoDecode]  # JSON parsed below: errors name it
-    postgresql: SecretStr
-    redis_url: str
-    chutes_namespace: str = "chutes"
-    registry_proxy_port: int = Field(default=30500, ge=1, le=65535)
-    registry_auth_port: int = Field(default=8001, ge=1, le=65535)
-    registry_auth_token: SecretStr
-    metrics_port: int = Field(default=9090, ge=0, le=65535)
-    api_port: int = Field(default=8000, ge=1, le=65535)
-    graval_bootstrap_image: str = "parachutes/graval-bootstrap:latest"
-    graval_bootstrap_timeout: int = Field(default=900, ge=10)
-    graval_runtime_class: str = "nvidia-container-runtime"
-    db_pool_max: int = Field(default=16, ge=2, le=256)
-    event_stream_maxlen: int = Field(default=100_000, ge=100)
-    sse_heartbeat_s: float = Field(default=10.0, gt=0, le=15.0)
-    verification_poll_s: float = Field(default=1.5, gt=0, le=2.0)
-    relay_lease_ttl_s: float = Field(default=15.0, ge=0.5, le=300.0)
+    miner_ss58: str = Field(description="the miner hotkey's ss58 address")
+    miner_seed: SecretStr = Field(description="32-byte hex seed of the miner hotkey")
+    validators: Annotated[ValidatorsConfig, NoDecode] = Field(  # JSON parsed below
+        description='JSON {"defaultRegistry","defaultApi","supported":[{"hotkey",...}]}'
+    )
+    postgresql: SecretStr = Field(description="libpq DSN or postgresql:// URL")
+    redis_url: str = Field(description="redis:// URL")
+    registry_auth_token: SecretStr = Field(
+        description="secret nginx sends as X-Registry-Auth-Token (>= 16 characters)"
+    )
+    chutes_namespace: str = Field(default="chutes", description="Kubernetes namespace")
+    # Where each process listens. A pod needs 0.0.0.0 to be reachable through a Service.
+    api_host: str = Field(default="0.0.0.0", description="address the API binds")
+    api_port: int = Field(default=8000, ge=1, le=65535, description="API port (node port)")
+    registry_auth_host: str = Field(
+        default="0.0.0.0", description="address the registry-auth listener binds"
+    )
+    registry_auth_port: int = Field(default=8001, ge=1, le=65535, description="its port")
+    registry_proxy_port: int = Field(
+        default=30500, ge=1, le=65535, description="node port of the registry proxy"
+    )
+    metrics_host: str = Field(
+        default="", description="Prometheus address; empty = the process's own bind address"
+    )
+    metrics_port: int = Field(
+        default=9090, ge=0, le=65535, description="Prometheus port of this process; 0 = off"
+    )
+    # Limits and timeouts of the API's HTTP server (checked before authentication).
+    max_head_bytes: int = Field(
+        default=16_384, ge=1_024, le=1_048_576, description="request line + headers (431)"
+    )
+    max_body_bytes: int = Field(
+        default=65_536, ge=1_024, le=16_777_216, description="request body (413)"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="a request head must arrive within this"
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="a request body must arrive within this (408)"
+    )
+    api_idle_timeout_s: float = Field(
+        default=5.0, gt=0, le=3600, description="idle keep-alive connections of the API close"
+    )
+    registry_auth_idle_timeout_s: float = Field(
+        default=75.0, gt=0, le=3600, description="idle listener connections close (> nginx's 60)"
+    )
+    registry_auth_max_connections: int = Field(
+        default=0, ge=0, description="listener connections; above it the idlest close; 0 = auto"
+    )
+    # Dependencies: every call is bounded; a dependency that does not answer in time is a 503.
+    db_pool_max: int = Field(default=16, ge=2, le=256, description="PostgreSQL connections")
+    db_connect_timeout_s: float = Field(default=3.0, gt=0, le=60, description="connect bound")
+    db_statement_timeout_s: float = Field(
+        default=5.0, gt=0, le=600, description="statement_timeout; a round trip waits +1 s more"
+    )
+    db_pool_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="wait for a free pooled connection"
+    )
+    redis_timeout_s: float = Field(default=3.0, gt=0, le=60, description="connect/read bound")
+    validator_timeout_s: float = Field(
+        default=30.0, gt=0, le=300, description="validator HTTP read bound (connect: 5 s)"
+    )
+    kubernetes_required: bool = Field(
+        default=True, description="false: serve without a cluster (add-node answers 503)"
+    )
+    graval_bootstrap_image: str = Field(
+        default="parachutes/graval-bootstrap:latest", description="image add-node runs"
+    )
+    graval_bootstrap_timeout: int = Field(
+        default=900, ge=10, description="seconds for the bootstrap, and for the verification"
+    )
+    graval_runtime_class: str = Field(
+        default="nvidia-container-runtime", description="RuntimeClass of the bootstrap pod"
+    )
+    event_stream_maxlen: int = Field(
+        default=100_000, ge=100, description="approximate length of miner_events_stream"
+    )
+    sse_heartbeat_s: float = Field(
+        default=10.0, gt=0, le=15.0, description="add-node stream: an event at least this often"
+    )
+    verification_poll_s: float = Field(
+        default=1.5, gt=0, le=2.0, description="add-node: bootstrap/verification poll interval"
+    )
+    relay_lease_ttl_s: float = Field(
+        default=15.0, ge=0.5, le=300.0, description="relay: validator socket lease"
+    )
     # GET /servers/kubeconfig (sync-kubeconfig): a token for this namespace-scoped service
     # account, for the API server at KUBECONFIG_SERVER; unset = the route answers 404.
-    kubeconfig_service_account: str = ""
-    kubeconfig_server: str = ""
-    kubeconfig_token_ttl_s: int = Field(default=86_400, ge=600, le=2_592_000)
+    kubeconfig_service_account: str = Field(
+        default="", description="GET /servers/kubeconfig: service account; empty = 404"
+    )
+    kubeconfig_server: str = Field(default="", description="https URL of the API server")
+    kubeconfig_token_ttl_s: int = Field(
+        default=86_400, ge=600, le=2_592_000, description="lifetime of the issued token"
+    )
 
     @field_validator("validators", mode="before")
     @classmethod
@@ -81,8 +167,19 @@ class Settings(BaseSettings):
     @field_validator("miner_ss58")
     @classmethod
     def _miner_ss58(cls, value: str) -> str:
-        if not _SS58.match(value):
-            raise ValueError("MINER_SS58 is not an ss58 address")
+        if not ss58_valid(value):
+            raise ValueError("MINER_SS58 is not a valid ss58 address (checksum or network prefix)")
+        return value
+
+    @field_validator("api_host", "registry_auth_host", "metrics_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if value == "" or value == "localhost":
+            return value
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("is not an IP address to bind (0.0.0.0, 127.0.0.1, ::)") from None
         return value
 
     @field_validator("postgresql")
@@ -140,3 +237,12 @@ def describe_error(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "settings"
         parts.append(f"{loc.upper()}: {err['msg']}")
     return "invalid configuration: " + "; ".join(parts)
+
+
+def settings_help() -> str:
+    """`--help`: every setting as its environment variable, its default and what it is."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = "required" if field.is_required() else repr(field.default)
+        lines.append(f"  {name.upper():<30} {default:<12} {field.description or ''}".rstrip())
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ from control_api.clients.k8s import KubeClient
 from control_api.config import Settings
 from control_api.db.pool import Database
 from control_api.metrics import AUTH_FAILURES
-from control_api.services.auth import AuthError, Verified, authenticate
+from control_api.services.auth import HEADERS, AuthError, Verified, authenticate
 from control_api.services.bootstrap import AddNodeService
 from control_api.services.signing import body_hash
 
@@ -41,10 +41,22 @@ def get_resources(request: Request) -> Resources:
 ResDep = Annotated[Resources, Depends(get_resources)]
 
 
+def _single_headers(request: Request) -> dict[str, str]:
+    """The D1 headers, each given at most once: a repeated one (even with the same value) is
+    ambiguous, since a proxy and this service might each read a different copy."""
+    values = {}
+    for name in HEADERS:
+        given = request.headers.getlist(name)
+        if len(given) > 1:
+            raise AuthError("duplicate header")
+        values[name] = given[0] if given else ""
+    return values
+
+
 async def _auth(request: Request, res: Resources, x: str) -> Verified:
     try:
         return await authenticate(
-            request.headers,
+            _single_headers(request),
             x=x,
             miner_ss58=res.settings.miner_ss58,
             allowed_signers=frozenset({res.settings.miner_ss58}),

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import redis
 import redis.asyncio as aioredis
+import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,11 +17,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from control_api import __version__
 from control_api.clients.events import EventPublisher, RedisReplayStore
 from control_api.clients.graval import GravalClient, HttpGravalClient
-from control_api.clients.k8s import KubeClient
+from control_api.clients.k8s import KubeClient, KubeUnavailable, UnavailableKube
 from control_api.clients.validator import HttpValidatorClient, ValidatorClient
 from control_api.config import Settings
-from control_api.db.pool import Database, DatabaseUnavailable
+from control_api.db.pool import Database, DatabaseUnavailable, DbTimeouts
 from control_api.deps import Resources
+from control_api.guard import RequestGuard
 from control_api.metrics import LATENCY, REQUESTS
 from control_api.routers import deployments, servers
 from control_api.schemas.api import Message as MessageOut
@@ -57,14 +59,20 @@ class MetricsMiddleware:
             LATENCY.labels(path).observe(time.perf_counter() - start)
 
 
-def _real_kube(namespace: str) -> KubeClient:
-    from control_api.clients.k8s import RealKubeClient, UnavailableKube
+def real_kube(namespace: str) -> KubeClient | None:
+    """The cluster's client, or None when no in-cluster or kubeconfig configuration works."""
+    from control_api.clients.k8s import RealKubeClient
 
     try:
         return RealKubeClient(namespace)
-    except Exception as exc:  # noqa: BLE001 - no package or no cluster: serve the rest
+    except Exception as exc:  # noqa: BLE001 - no cluster configuration: the caller decides
         log.warning("api.kubernetes_unavailable", extra={"error": type(exc).__name__})
-        return UnavailableKube()
+        return None
+
+
+def _unavailable(status: int, detail: str, retry_after_s: float = 0) -> JSONResponse:
+    headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def create_app(
@@ -78,12 +86,19 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keypair = keypair_from_seed(settings.miner_seed.get_secret_value())
-        db = Database(settings.postgresql.get_secret_value(), settings.db_pool_max)
-        sync_redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
-        async_redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        db = Database(settings.postgresql.get_secret_value(), settings.db_pool_max, timeouts)
+        rt = settings.redis_timeout_s  # every command and connect bounded: Redis down = 503
+        sync_redis = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=rt, socket_connect_timeout=rt, socket_keepalive=True
+        )
+        async_redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=rt, socket_connect_timeout=rt, socket_keepalive=True
+        )
         own_validator = validator is None
-        vclient: ValidatorClient = validator or HttpValidatorClient(keypair)
-        kclient: KubeClient = kube or _real_kube(settings.chutes_namespace)
+        vclient: ValidatorClient = validator or HttpValidatorClient(
+            keypair, timeout_s=settings.validator_timeout_s
+        )
+        kclient: KubeClient = kube or real_kube(settings.chutes_namespace) or UnavailableKube()
         app.state.res = Resources(
             settings=settings,
             db=db,
@@ -104,13 +119,42 @@ def create_app(
             sync_redis.close()
             db.close()
 
-    app = FastAPI(title="chutes miner API", version=__version__, lifespan=lifespan)
-    app.add_middleware(MetricsMiddleware)
+    timeouts = DbTimeouts(
+        connect_s=settings.db_connect_timeout_s,
+        statement_s=settings.db_statement_timeout_s,
+        pool_wait_s=settings.db_pool_timeout_s,
+    )
+    # No /openapi.json, /docs or /redoc: every route but /ping requires a signature.
+    app = FastAPI(
+        title="chutes miner API",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
+    app.add_middleware(MetricsMiddleware)  # outermost: refused requests are counted too
 
+    # A dependency that is down or silent is a 503, whichever route needed it.
     @app.exception_handler(DatabaseUnavailable)
     async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         log.warning("api.database_unavailable", extra={"path": request.url.path, "error": str(exc)})
-        return JSONResponse({"detail": "database unavailable"}, status_code=503)
+        return _unavailable(503, "database unavailable", timeouts.retry_after_s)
+
+    @app.exception_handler(redis.exceptions.RedisError)
+    async def redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("api.redis_unavailable", extra={"path": request.url.path})
+        return _unavailable(503, "redis unavailable")
+
+    @app.exception_handler(KubeUnavailable)
+    async def kube_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("api.kubernetes_unavailable", extra={"path": request.url.path})
+        return _unavailable(503, "kubernetes is not available")
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -120,7 +164,7 @@ def create_app(
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     @app.get("/ping", tags=["health"])
-    def ping() -> MessageOut:
+    async def ping() -> MessageOut:  # on the event loop: answers while every thread waits
         return MessageOut(message="pong")
 
     app.include_router(deployments.router)

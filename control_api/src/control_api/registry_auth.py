@@ -3,14 +3,22 @@
 nginx's `auth_request` subrequest gets `200 {"authenticated": true}` plus D2 headers over
 `{ss58}:{nonce}:registry`. The whole `200` answer is rendered once per second (a burst of layer
 pulls costs one signing), the `X-Registry-Auth-Token` secret is compared in constant time, and
-nothing else is served except `/ping` and `/metrics`. FastAPI tops out near 7k req/s on 2 cores;
-this parser does what nginx needs and no more.
+nothing else is served except `/ping` (Prometheus metrics are on METRICS_PORT, served from a
+thread by the entry point). FastAPI tops out near 7k req/s on 2 cores; this parser does what
+nginx needs and no more.
 
 Hot path (one `GET /registry/auth` in one segment): one search for the end of the head, one
 slice, one `lower()`, three substring searches, one `hmac.compare_digest`, one write of
 pre-built bytes. No logging, no dicts, no locks: the response counters are plain integers a
 custom Prometheus collector reads at scrape time. Pipelined and split requests are handled;
 bodies are refused (nginx sends none).
+
+Nobody who can reach the port can stall it (issue #16): a connection whose peer does not read
+stops being read once its unsent output passes the transport's high-water mark (64 KiB), and
+resumes when the peer catches up; a request head must be complete within `max_head_bytes` and
+`header_timeout_s`; an idle connection closes after `idle_timeout_s`; above `max_connections`
+the connections idle the longest are closed to admit new ones. A sweep once per `tick` does the
+timing (a connection stores the coarse clock, it arms no timer).
 """
 
 from __future__ import annotations
@@ -21,16 +29,16 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import cast
 
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from control_api.services.signing import Signer, d2_message
 
 log = logging.getLogger(__name__)
-_MAX_HEAD = 16 * 1024
 _BACKLOG = 4096  # capped by net.core.somaxconn
 _BODY = b'{"authenticated":true}'
 _END = b"\r\n\r\n"
@@ -39,7 +47,7 @@ _TOKEN = b"\r\nx-registry-auth-token:"
 _CONNECTION = b"\r\nconnection:"
 _CONTENT_LENGTH = b"\r\ncontent-length:"
 _TRANSFER_ENCODING = b"\r\ntransfer-encoding:"
-_AUTH, _PING, _METRICS, _OTHER = 0, 1, 2, 3
+_AUTH, _PING, _OTHER = 0, 1, 2
 
 
 def _nodelay_transports() -> frozenset[type]:
@@ -57,7 +65,19 @@ def _nodelay_transports() -> frozenset[type]:
 
 
 _SETS_NODELAY = _nodelay_transports()
-_ROUTES = {b"/registry/auth": _AUTH, b"/ping": _PING, b"/metrics": _METRICS}
+_ROUTES = {b"/registry/auth": _AUTH, b"/ping": _PING}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_head_bytes: int = 16 * 1024
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 75.0  # nginx keeps idle upstream connections 60 s
+    max_connections: int = 10_000
+
+    @property
+    def tick_s(self) -> float:
+        return min(1.0, self.header_timeout_s / 4, self.idle_timeout_s / 4)
 
 
 class _Counts:
@@ -140,6 +160,7 @@ _PONG = _fixed("200 OK", b'{"message":"pong"}')
 _NOT_FOUND = _fixed("404 Not Found", b'{"detail":"not found"}')
 _BAD_REQUEST = _response("400 Bad Request", b"{}", keep_alive=False)
 _TOO_LARGE = _response("431 Request Header Fields Too Large", b"{}", keep_alive=False)
+_TOO_SLOW = _response("408 Request Timeout", b"{}", keep_alive=False)
 
 
 def _value(head: bytes, at: int, name_len: int) -> bytes:
@@ -160,19 +181,80 @@ def _parse_line(head: bytes) -> tuple[int, bool] | None:
     return route, version == b"HTTP/1.1"
 
 
+class _Connections:
+    """Every open connection of one server, the coarse clock they store, and the sweep that
+    closes the slow and the idle ones."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open: set[_Protocol] = set()
+        self.now = 0.0
+        self.admitted = 0
+        self.server: asyncio.Server | None = None
+
+    def start(self, server: asyncio.Server) -> None:
+        self.server = server
+        self.now = asyncio.get_running_loop().time()
+        asyncio.get_running_loop().call_later(self.limits.tick_s, self._sweep)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.now = now = loop.time()
+        head_s, idle_s = self.limits.header_timeout_s, self.limits.idle_timeout_s
+        for conn in list(self.open):
+            if conn.waiting_since >= 0:
+                if now - conn.waiting_since > head_s:
+                    conn.close(_TOO_SLOW if conn.has_partial_head() else b"")
+            elif now - conn.last > idle_s:
+                conn.close(b"")
+        if self.server is not None and (self.server.is_serving() or self.open):
+            loop.call_later(self.limits.tick_s, self._sweep)
+
+    def admit(self, conn: _Protocol) -> None:
+        self.admitted += 1
+        conn.born = self.admitted  # orders connections within one tick of the coarse clock
+        self.open.add(conn)
+        if len(self.open) > self.limits.max_connections:
+            # close the idlest tenth (those waiting for a head count from when they began)
+            ranked = sorted(
+                (c for c in self.open if c is not conn),
+                key=lambda c: (c.waiting_since if c.waiting_since >= 0 else c.last, c.born),
+            )
+            for victim in ranked[: max(1, len(ranked) // 10)]:
+                victim.close(b"")
+
+
 class _Protocol(asyncio.Protocol):
     """One connection: answers each complete request head in order, then waits for more."""
 
-    __slots__ = ("_buf", "_cache", "_token", "_transport")
+    __slots__ = (
+        "_buf",
+        "_cache",
+        "_conns",
+        "_max_head",
+        "_paused",
+        "_token",
+        "_transport",
+        "born",
+        "last",
+        "waiting_since",
+    )
 
-    def __init__(self, cache: SignatureCache, token: bytes) -> None:
+    def __init__(self, cache: SignatureCache, token: bytes, conns: _Connections) -> None:
         self._cache = cache
         self._token = token
+        self._conns = conns
+        self._max_head = conns.limits.max_head_bytes
         self._buf = b""
+        self._paused = False
         self._transport: asyncio.Transport | None = None
+        self.born = 0
+        self.last = conns.now
+        self.waiting_since = conns.now  # a fresh connection owes a head within the timeout
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._conns.admit(self)
         if type(transport) in _SETS_NODELAY:
             return
         # Issue 6: without TCP_NODELAY keep-alive answers wait ~40 ms for delayed ACKs. uvloop
@@ -186,6 +268,32 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None  # break the protocol <-> transport cycle without the GC
         self._buf = b""
+        self._conns.open.discard(self)
+
+    def has_partial_head(self) -> bool:
+        return bool(self._buf)
+
+    def close(self, answer: bytes) -> None:
+        self._conns.open.discard(self)  # counted out now, not at connection_lost
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if answer:
+                transport.write(answer)
+            transport.close()
+
+    def pause_writing(self) -> None:
+        """The peer is not reading: stop answering (and reading) until it catches up."""
+        self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+            if self._buf:
+                self.data_received(b"")  # the requests that arrived while paused
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -194,24 +302,32 @@ class _Protocol(asyncio.Protocol):
         if self._buf:
             data = self._buf + data
             self._buf = b""
+        now = self._conns.now
+        self.last = now
         start = 0
         end = data.find(_END)
         while end >= 0:
-            if end - start > _MAX_HEAD:
-                transport.write(_TOO_LARGE)
-                transport.close()
+            if end - start > self._max_head:
+                self.close(_TOO_LARGE)
                 return
             if not self._answer(transport, data[start:end]):
                 return
             start = end + 4
+            if self._paused:  # unsent output above the high-water mark: keep the rest
+                self._buf = data[start:]
+                self.waiting_since = now if self._buf else -1.0
+                return
             end = data.find(_END, start)
         if start < len(data):
             rest = data[start:] if start else data
-            if len(rest) > _MAX_HEAD:
-                transport.write(_TOO_LARGE)
-                transport.close()
+            if len(rest) > self._max_head:
+                self.close(_TOO_LARGE)
                 return
             self._buf = rest
+            if start or self.waiting_since < 0:
+                self.waiting_since = now  # a new head began in this segment
+        else:
+            self.waiting_since = -1.0
 
     def _answer(self, transport: asyncio.Transport, head: bytes) -> bool:
         """Write the answer to one request head; False when the connection is closed now."""
@@ -249,6 +365,8 @@ class _Protocol(asyncio.Protocol):
         if route == _AUTH:
             at = lower.find(_TOKEN)
             token = _value(head, at, len(_TOKEN)) if at >= 0 else b""
+            if at >= 0 and lower.find(_TOKEN, at + 1) >= 0:
+                token = b""  # two token headers: ambiguous, refused
             if self._token and hmac.compare_digest(token, self._token):
                 _Counts.ok += 1
                 out = self._cache.ok(keep_alive)
@@ -257,10 +375,6 @@ class _Protocol(asyncio.Protocol):
                 out = _UNAUTHORIZED[keep_alive]
         elif route == _PING:
             out = _PONG[keep_alive]
-        elif route == _METRICS:
-            out = _response("200 OK", generate_latest(), b"", keep_alive).replace(
-                b"application/json", b"text/plain; version=0.0.4", 1
-            )
         else:
             out = _NOT_FOUND[keep_alive]
         transport.write(out)
@@ -270,18 +384,25 @@ class _Protocol(asyncio.Protocol):
 
 
 async def serve(
-    signer: Signer, token: str, host: str, port: int, reuse_port: bool = False
+    signer: Signer,
+    token: str,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    limits: Limits | None = None,
 ) -> asyncio.Server:
     cache = SignatureCache(signer)
     cache.ok(True)  # sign once now: the first request pays no signing
     token_bytes = token.encode()
     loop = asyncio.get_running_loop()
+    conns = _Connections(limits or Limits())
     server = await loop.create_server(
-        lambda: _Protocol(cache, token_bytes),
+        lambda: _Protocol(cache, token_bytes, conns),
         host,
         port,
         reuse_port=reuse_port,
         backlog=_BACKLOG,
     )
+    conns.start(server)
     log.info("registry_auth.listening", extra={"host": host, "port": port})
     return server

@@ -38,7 +38,8 @@ class HttpValidatorClient:
         self, signer: Signer, timeout_s: float = 30.0, retries: int = 3, pause_s: float = 1.0
     ) -> None:
         self._signer = signer
-        self._http = httpx.Client(timeout=timeout_s, trust_env=True, verify=True)
+        timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+        self._http = httpx.Client(timeout=timeout, trust_env=True, verify=True)
         self._retries = retries
         self._pause_s = pause_s
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psycopg2
 
+from control_api.db.pool import connect_unbounded
+
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x63687574  # "chut"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
@@ -60,7 +62,7 @@ def _applied(cur: psycopg2.extensions.cursor) -> set[str]:
 def migrate(dsn: str, directory: Traversable | None = None, target: str | None = None) -> list[str]:
     """Apply pending migrations up to `target` (all if None); return the versions applied."""
     migrations = discover(directory or default_dir())
-    conn = psycopg2.connect(dsn, options="-c TimeZone=UTC", application_name="control_api.migrate")
+    conn = connect_unbounded(dsn, "control_api.migrate")
     done: list[str] = []
     try:
         conn.autocommit = True
@@ -94,7 +96,7 @@ def migrate(dsn: str, directory: Traversable | None = None, target: str | None =
 def rollback(dsn: str, directory: Traversable | None = None, steps: int = 1) -> list[str]:
     """Revert the newest `steps` migrations with their down files."""
     migrations = {m.version: m for m in discover(directory or default_dir())}
-    conn = psycopg2.connect(dsn, options="-c TimeZone=UTC")
+    conn = connect_unbounded(dsn, "control_api.rollback")
     undone: list[str] = []
     try:
         with conn, conn.cursor() as cur:

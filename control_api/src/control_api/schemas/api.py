@@ -6,10 +6,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from control_api.guard import clean_text
 
 
-class AddNodeBody(BaseModel):
+class RequestBody(BaseModel):
+    """Base of every request body: no string field may hold a control character (NUL
+    included), so none reaches Kubernetes, the validator or PostgreSQL (422 instead)."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if isinstance(value, str) and not clean_text(value):
+            raise ValueError("control characters are not allowed")
+        return value
+
+
+class AddNodeBody(RequestBody):
     model_config = ConfigDict(extra="ignore")  # CLI 0.9.0 also sends agent_api
 
     name: str = Field(min_length=1, max_length=253)

@@ -1,0 +1,255 @@
+"""What the API refuses before it authenticates anything (issue #16): request heads over
+MAX_HEAD_BYTES (431) or slower than HEADER_TIMEOUT_S (408), bodies over MAX_BODY_BYTES (413) or
+slower than BODY_TIMEOUT_S (408), and paths or query strings that are not clean UTF-8 text (400).
+
+Two layers, because uvicorn's httptools protocol buffers a whole head before the application
+sees any of it:
+- `guarded_protocol()`: uvicorn's httptools protocol with a byte budget for each request head,
+  checked as the bytes arrive, and a head deadline that incoming bytes do not extend;
+- `RequestGuard`: pure ASGI middleware, first in the application: Content-Length checked before
+  a byte of the body is read, the body counted and timed as the application reads it, and the
+  path and query string checked once for every route, so no handler and no SQL ever sees a
+  NUL byte or another control character.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import resource
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from control_api.config import Settings
+
+log = logging.getLogger(__name__)
+
+# C0 controls, DEL and C1 controls: never part of a name, an id or a query value here.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CLOSE = {"Connection": "close"}
+
+
+def clean_text(value: str) -> bool:
+    """True when `value` holds no control character (NUL included)."""
+    return _CONTROL.search(value) is None
+
+
+def _clean_bytes(raw: bytes) -> bool:
+    """Percent-decoded bytes that are strict UTF-8 without control characters."""
+    try:
+        return clean_text(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return False
+
+
+def clean_target(raw_path: bytes, query: bytes) -> bool:
+    """The request target as the router and the handlers will see it, decoded."""
+    if not _clean_bytes(unquote_to_bytes(raw_path)):
+        return False
+    if not query:
+        return True
+    return all(
+        _clean_bytes(unquote_to_bytes(part.replace(b"+", b" ")))
+        for part in re.split(rb"[&=]", query)
+    )
+
+
+def _json_response(status: int, detail: str) -> tuple[Message, Message]:
+    body = ('{"detail":"' + detail + '"}').encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class RequestGuard:
+    """First ASGI layer of the API: target check, body size and body time limits."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+        if not clean_target(raw_path, scope.get("query_string", b"")):
+            await self._refuse(send, 400, "malformed request target")
+            return
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1  # httptools rejects worse
+                break
+        if length is not None and (length < 0 or length > self.max_body):
+            await self._refuse(send, 413, "request body too large")
+            return
+        await self.app(scope, self._limited(receive), send)
+
+    async def _refuse(self, send: Send, status: int, detail: str) -> None:
+        start, body = _json_response(status, detail)
+        await send(start)
+        await send(body)
+
+    def _limited(self, receive: Receive) -> Receive:
+        """`receive` that counts the body and bounds the time until its last byte; once the
+        body is complete it is passed through untouched (a streaming response waits on it for
+        the disconnect, however long that takes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_s
+        state = {"read": 0, "done": False}
+
+        async def limited() -> Message:
+            if state["done"]:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.001))
+            except TimeoutError:
+                raise HTTPException(408, "request body timeout", headers=_CLOSE) from None
+            if message["type"] == "http.request":
+                state["read"] += len(message.get("body", b""))
+                if state["read"] > self.max_body:
+                    raise HTTPException(413, "request body too large", headers=_CLOSE)
+                state["done"] = not message.get("more_body", False)
+            else:
+                state["done"] = True
+            return message
+
+        return limited
+
+
+def guarded_protocol(max_head_bytes: int, header_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a byte budget and a deadline for every request head.
+
+    The budget counts the bytes received since the previous request's body ended (or since the
+    connection opened) until the head is complete; the bytes that would exceed it are never
+    given to the parser: the answer is 431 and the connection closes. The deadline starts when
+    the connection opens and again when a response completes, and is cancelled only by a
+    complete head, so a client that trickles bytes cannot hold the connection (uvicorn's own
+    keep-alive timer restarts with every byte)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    too_large = _raw_response(431, "Request Header Fields Too Large", "request head too large")
+    too_slow = _raw_response(408, "Request Timeout", "request head timeout")
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _head_bytes = 0
+        _heads = 0
+        _in_head = True
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(header_timeout_s, self._head_timeout)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                return  # a request is being answered; the head timer restarts after it
+            if self._head_bytes:
+                self.transport.write(too_slow)
+            self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            while data:
+                if not self._in_head:  # body bytes: RequestGuard limits those
+                    super().data_received(data)
+                    return
+                room = max_head_bytes - self._head_bytes
+                piece, data = data[:room], data[room:]
+                heads = self._heads
+                self._head_bytes += len(piece)
+                super().data_received(piece)
+                if self.transport.is_closing():
+                    return
+                if self._heads == heads and self._in_head and data:
+                    # the budget is spent and the head is still not complete
+                    self.transport.write(too_large)
+                    self.transport.close()
+                    return
+                # A head completed within `piece`: the next head's bytes in it were not
+                # counted (at most one budget more); the loop goes on with the rest.
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._heads += 1
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head = True  # what follows is the next request's head
+            self._head_bytes = 0
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.timeout_keep_alive_task is not None:  # idle now (nothing pipelined)
+                self._arm()
+
+    return GuardedHttpToolsProtocol
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int) -> Any:
+    """The API's uvicorn configuration: the guarded protocol, the idle timeout, no access log."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        loop="auto",
+        lifespan="on",
+        http=guarded_protocol(settings.max_head_bytes, settings.header_timeout_s),
+        timeout_keep_alive=max(1, round(settings.api_idle_timeout_s)),
+    )
+
+
+def _raw_response(status: int, reason: str, detail: str) -> bytes:
+    body = ('{"detail":"' + detail + '"}').encode()
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft descriptor limit to the hard one (containerd 2 starts containers with a
+    soft limit of 1024); return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("limits.nofile_unchanged", extra={"soft": soft, "hard": hard})
+    return int(soft if soft != resource.RLIM_INFINITY else target)
