@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psycopg2
+import pytest
 from bittensor_wallet import Keypair
 from control_api.log import JsonFormatter
 from control_api.services.signing import d1_headers
@@ -78,6 +79,8 @@ def test_python_m_control_api_api(
         assert httpx.get(url + "/metrics").status_code in (401, 404)  # not on the node port
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert 'control_api_requests_total{method="GET",route="/servers/",status="200"}' in metrics
+        with pytest.raises(httpx.ConnectError):  # bound where the API is (127.0.0.1), no wider
+            httpx.get(f"http://127.0.0.2:{metrics_port}/metrics")
         assert 'control_api_auth_failures_total{reason="replayed"} 1.0' in metrics
     finally:
         proc.terminate()
@@ -92,3 +95,42 @@ def test_python_m_control_api_api(
     text = log.read_text()
     for secret in (miner_seed, TOKEN, signed["X-Chutes-Signature"], dsn.rsplit("/", 1)[1]):
         assert secret not in text
+
+
+def test_python_m_control_api_registry_auth(service_env: ServiceEnv, tmp_path: Path) -> None:
+    """The listener process: pulls on its port, Prometheus only on METRICS_PORT (served from a
+    thread, bound to REGISTRY_AUTH_HOST), /metrics on the listener port is a 404."""
+    port, metrics_port = free_port(), free_port()
+    env = os.environ | service_env(
+        REGISTRY_AUTH_HOST="127.0.0.1",
+        REGISTRY_AUTH_PORT=str(port),
+        METRICS_PORT=str(metrics_port),
+    )
+    log = tmp_path / "listener.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "control_api", "registry-auth"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                resp = httpx.get(url + "/registry/auth", headers={"X-Registry-Auth-Token": TOKEN})
+                if resp.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert httpx.get(url + "/metrics").status_code == 404
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'registry_auth_responses_total{status="200"}' in metrics
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.2:{metrics_port}/metrics")
+    finally:
+        proc.terminate()
+        proc.wait(10)
