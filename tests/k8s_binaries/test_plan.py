@@ -158,6 +158,12 @@ def test_node_address_must_be_on_the_host() -> None:
     )
     assert "run the WireGuard step first" in got[0]
     assert got[1].startswith("[gpu-1] k8s_binaries_node_ip='' is not an IPv4 address")
+    # A check run on new hosts: WireGuard is not up yet, so the address cannot be there.
+    checking = nodes(gpu_0={"addresses": ["10.89.77.11"], "check_mode": True})
+    assert plan(settings(), checking)["problems"] == []
+    # ... but every other check of that node still runs.
+    checking["gpu-0"]["external_ip"] = "10.152.183.9"
+    assert "[gpu-0] k8s_binaries_service_cidr" in english(plan(settings(), checking))[0]
 
 
 def test_groups_and_play() -> None:
