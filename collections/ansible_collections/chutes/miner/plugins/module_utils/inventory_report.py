@@ -78,7 +78,7 @@ def group(problems: Iterable[Mapping[str, Any]]) -> list[tuple[list[str], Mappin
         for host in str(p.get("host", "")).split(", "):
             if host not in hosts:
                 hosts.append(host)
-    return [(sorted(h) if h != ["all"] else h, p) for h, p in rows.values()]
+    return [(["all"] if "all" in h else sorted(h), p) for h, p in rows.values()]
 
 
 def table(problems: Iterable[Mapping[str, Any]], langs: list[str]) -> list[str]:

@@ -131,8 +131,8 @@ def _finding_problem(host: str, var: Var, label: str, finding: Finding) -> Probl
         shown=finding.shown,
         kind_en=finding.kind_en,
         kind_zh=finding.kind_zh,
-        expected_en=finding.expected_en,
-        expected_zh=finding.expected_zh,
+        expected_en=finding.expected_en.replace('"var"', f'"{var.name}"'),
+        expected_zh=finding.expected_zh.replace('"var"', f'"{var.name}"'),
         where=var.where,
     )
 
