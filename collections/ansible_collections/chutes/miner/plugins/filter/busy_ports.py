@@ -20,7 +20,8 @@ description:
   - A port listening on both IPv4 and IPv6 is reported once.
 options:
   _input:
-    description: "C({tcp: tcp_listen, udp: udp_listen}) from C(community.general.listen_ports_facts)."
+    description: >-
+      C({tcp: tcp_listen, udp: udp_listen}) from C(community.general.listen_ports_facts).
     type: dict
     required: true
   ports:

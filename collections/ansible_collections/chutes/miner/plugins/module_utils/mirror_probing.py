@@ -147,14 +147,16 @@ def _check_release(body: bytes, max_age_hours: float) -> tuple[str, str]:
 
 def _probe_apt(spec: dict[str, Any], timeout: float) -> tuple[str, str]:
     path = "InRelease" if spec["kind"] == "flat_apt" else f"dists/{spec['suite']}/InRelease"
-    code, _, body = _http(_join(spec["url"], path), timeout, blocked=spec.get("blocked", ()))
+    code, _headers, body = _http(_join(spec["url"], path), timeout, blocked=spec.get("blocked", ()))
     _expect(code)
     return _check_release(body, float(spec.get("max_age_hours", 48)))
 
 
 def _probe_pypi(spec: dict[str, Any], timeout: float) -> str:
     pkg = spec.get("package", "pip")
-    code, _, body = _http(_join(spec["url"], f"{pkg}/"), timeout, blocked=spec.get("blocked", ()))
+    code, _headers, body = _http(
+        _join(spec["url"], f"{pkg}/"), timeout, blocked=spec.get("blocked", ())
+    )
     _expect(code)
     if f"{pkg}-".encode() not in body:
         raise _Fail("content", f"HTTP 200, no {pkg}- link")
@@ -170,7 +172,9 @@ def _bearer(challenge: str, timeout: float, blocked: Iterable[str]) -> str | Non
     realm = params.pop("realm", "")
     if not realm:
         return None
-    code, _, body = _http(realm + "?" + urllib.parse.urlencode(params), timeout, blocked=blocked)
+    code, _headers, body = _http(
+        realm + "?" + urllib.parse.urlencode(params), timeout, blocked=blocked
+    )
     if code != 200:
         return None
     data = json.loads(body or b"{}")
@@ -183,21 +187,21 @@ def _probe_registry(spec: dict[str, Any], timeout: float) -> str:
     parts = urllib.parse.urlsplit(url)
     root = f"{parts.scheme}://{parts.netloc}"
     blocked = spec.get("blocked", ())
-    code, _, _ = _http(root + "/v2/", timeout, blocked=blocked)
+    code, _headers, _body = _http(root + "/v2/", timeout, blocked=blocked)
     _expect(code, (200, 401))
     api = url if spec.get("override_path") else root + "/v2"
     for image in spec.get("images", []):
-        repo, _, ref = image.partition("@") if "@" in image else image.rpartition(":")
+        repo, _sep, ref = image.partition("@") if "@" in image else image.rpartition(":")
         if not repo:
             repo, ref = image, "latest"
         murl = f"{api}/{repo}/manifests/{ref}"
         head = {"Accept": _MANIFEST_ACCEPT}
-        code, headers, _ = _http(murl, timeout, method="HEAD", headers=head, blocked=blocked)
+        code, headers, _body = _http(murl, timeout, method="HEAD", headers=head, blocked=blocked)
         if code == 401:
             token = _bearer(headers.get("www-authenticate", ""), timeout, blocked)
             if token:
                 head["Authorization"] = f"Bearer {token}"
-                code, headers, _ = _http(
+                code, headers, _body = _http(
                     murl, timeout, method="HEAD", headers=head, blocked=blocked
                 )
         if code != 200:
@@ -222,7 +226,7 @@ def _fetch(url: str, timeout: float, *, head: bool, blocked: Iterable[str]) -> t
     """GET (or HEAD) an http(s) URL, or read a file:// one; (status text, body)."""
     if url.startswith("file:"):
         return "file ok", b"" if head else _local(url, 64 << 20)
-    code, _, body = _http(
+    code, _headers, body = _http(
         url, timeout, method="HEAD" if head else "GET", limit=64 << 20, blocked=blocked
     )
     _expect(code)
@@ -256,7 +260,7 @@ def _probe_k8s_release(spec: dict[str, Any], timeout: float) -> str:
 
 
 def _probe_hf(spec: dict[str, Any], timeout: float) -> tuple[str, str]:
-    code, headers, _ = _http(
+    code, headers, _body = _http(
         _join(spec["url"], spec.get("path", "/")), timeout, follow=False, limit=4096
     )
     if code in (301, 302, 303, 307, 308):
@@ -280,7 +284,7 @@ def _udp(host: str, port: int, payload: bytes, timeout: float) -> bytes:
         sock.settimeout(timeout)
         try:
             sock.sendto(payload, (host, port))
-            data, _ = sock.recvfrom(4096)
+            data, _addr = sock.recvfrom(4096)
         except TimeoutError as exc:
             raise _Fail("timeout", "timeout") from exc
         except OSError as exc:

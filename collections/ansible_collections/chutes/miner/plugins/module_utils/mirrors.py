@@ -117,7 +117,7 @@ def host_paths(host: dict[str, Any]) -> dict[str, str]:
         cuda = "ubuntu" + version.replace(".", "")
     else:
         apt_dir = "debian"
-        cuda = "debian" + version.split(".")[0]
+        cuda = "debian" + version.split(".", maxsplit=1)[0]
     return {
         "apt_dir": apt_dir,
         "distro": cuda,
@@ -868,7 +868,7 @@ def _crc24(data: bytes) -> int:
     crc = 0xB704CE
     for byte in data:
         crc ^= byte << 16
-        for _ in range(8):
+        for _bit in range(8):
             crc <<= 1
             if crc & 0x1000000:
                 crc ^= 0x1864CFB

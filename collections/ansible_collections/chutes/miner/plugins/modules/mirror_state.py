@@ -424,7 +424,8 @@ def main() -> None:
 
     if p["state"] == "prepare":
         res = prepare(module, index, p["paths"], p["remove"])
-        module.exit_json(changed=bool(res.pop("changed")), **res)
+        res["changed"] = bool(res["changed"])
+        module.exit_json(**res)
     if p["state"] == "write":
         written, diffs = write_files(module, p["files"], module.check_mode)
         module.exit_json(changed=bool(written), written=written, diff=diffs)
@@ -440,10 +441,10 @@ def main() -> None:
     result: dict[str, Any] = {k: v for k, v in prepared.items() if k != "changed"}
     result.update(restored)
     result.update(written=written, apt_changed=sorted(touched & set(p["apt_paths"])), diff=diffs)
-    module.exit_json(
-        changed=bool(prepared["changed"] or restored["restored"] or restored["removed"] or written),
-        **result,
+    result["changed"] = bool(
+        prepared["changed"] or restored["restored"] or restored["removed"] or written
     )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

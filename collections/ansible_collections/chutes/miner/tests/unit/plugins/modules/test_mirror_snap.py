@@ -50,7 +50,7 @@ def test_set_is_recorded_and_idempotent() -> None:
 def test_undo_restores_the_operators_values_and_unsets_only_the_roles() -> None:
     operator = {"system.proxy.https": "http://operator:8080", "system.proxy.ftp": "x"}
     snap = FakeSnap(operator)
-    record, _ = reconcile(snap, {}, PROXY)
+    record, _done = reconcile(snap, {}, PROXY)
     assert record["system.proxy.https"]["previous"] == "http://operator:8080"
     record, done = reconcile(snap, record, {})
     assert record == {} and done["unset"] == ["system.proxy.http"]
@@ -62,13 +62,13 @@ def test_a_value_the_operator_already_had_is_never_undone() -> None:
     snap = FakeSnap({"system.proxy.http": "http://p.lan:3128"})
     record, done = reconcile(snap, {}, {"system": {"proxy.http": "http://p.lan:3128"}})
     assert record == {} and done["set"] == []
-    _, done = reconcile(snap, record, {})
+    _record, done = reconcile(snap, record, {})
     assert snap.options == {"system.proxy.http": "http://p.lan:3128"}
 
 
 def test_a_value_changed_since_is_left_alone() -> None:
     snap = FakeSnap()
-    record, _ = reconcile(snap, {}, PROXY)
+    record, _done = reconcile(snap, {}, PROXY)
     snap.options["system.proxy.http"] = "http://someone-else:3128"
     record, done = reconcile(snap, record, {})
     assert done["kept"] == ["system.proxy.http"] and done["unset"] == ["system.proxy.https"]
@@ -77,14 +77,14 @@ def test_a_value_changed_since_is_left_alone() -> None:
 
 def test_check_mode_changes_nothing() -> None:
     snap = FakeSnap()
-    _, done = reconcile(snap, {}, PROXY, check=True)
+    _record, done = reconcile(snap, {}, PROXY, check=True)
     assert done["set"] and snap.options == {}
 
 
 def test_store_proxy_acks_its_assertions_before_setting_the_store() -> None:
     snap = FakeSnap()
     url = "http://snaps.lan/v2/auth/store/assertions"
-    record, _ = reconcile(snap, {}, {"core": {"proxy.store": "AbC123"}}, assertions_url=url)
+    record, _done = reconcile(snap, {}, {"core": {"proxy.store": "AbC123"}}, assertions_url=url)
     assert snap.acked == [url] and snap.options == {"core.proxy.store": "AbC123"}
     reconcile(snap, record, {"core": {"proxy.store": "AbC123"}}, assertions_url=url)
     assert snap.acked == [url]  # already set: no second ack
@@ -93,7 +93,7 @@ def test_store_proxy_acks_its_assertions_before_setting_the_store() -> None:
 def test_switching_mode_undoes_the_previous_modes_options() -> None:
     snap = FakeSnap()
     record: dict[str, Any]
-    record, _ = reconcile(snap, {}, PROXY)
+    record, _done = reconcile(snap, {}, PROXY)
     record, done = reconcile(snap, record, {"core": {"proxy.store": "AbC123"}})
     assert sorted(done["unset"]) == ["system.proxy.http", "system.proxy.https"]
     assert snap.options == {"core.proxy.store": "AbC123"} and list(record) == ["core.proxy.store"]
