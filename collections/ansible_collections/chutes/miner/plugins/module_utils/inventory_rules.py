@@ -514,6 +514,12 @@ _PLAN = (
     ("chutes_pod_cidr", POD_CIDR, "pod network", "Pod 网络"),
     ("chutes_service_cidr", SERVICE_CIDR, "service network", "Service 网络"),
 )
+# chutes.miner.k8s_binaries takes its networks from chutes_pod_cidr/chutes_service_cidr; set
+# directly in the inventory, its own variables win and are the ones checked.
+_ROLE_NETWORKS = {
+    "chutes_pod_cidr": "k8s_binaries_pod_cidr",
+    "chutes_service_cidr": "k8s_binaries_service_cidr",
+}
 _DEFAULT_EN, _DEFAULT_ZH = " (not set: the default)", "（未设置，使用默认值）"
 
 
@@ -521,6 +527,9 @@ def rule_address_plan(ctx: Context) -> None:
     nets = []
     for var, default, purpose, purpose_zh in _PLAN:
         network, is_default = _network(ctx, var, default)
+        role_var = _ROLE_NETWORKS.get(var, "")
+        if role_var and ctx.cluster(role_var, UNSET) is not UNSET:
+            var, network, is_default = role_var, ctx.cluster(role_var, UNSET), False
         if network is INVALID:
             continue
         note = (_DEFAULT_EN, _DEFAULT_ZH) if is_default else ("", "")
