@@ -3,7 +3,7 @@
 ``Inv`` describes an inventory the way an operator writes one (cluster vars, hosts with their
 groups and vars) and turns it into what the validation reads: ``hostvars`` as plain dicts and
 ``groups``, or a YAML inventory file for the end-to-end cases. ``check`` runs the real
-validation (module_utils.inventory_rules.validate) on it.
+validation (plugin_utils.inventory_rules.validate) on it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from ansible_collections.chutes.miner.plugins.filter.inventory_problems import mirrors_data
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import Result, validate
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import Result, validate
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "collections/ansible_collections/chutes/miner/roles/preflight"

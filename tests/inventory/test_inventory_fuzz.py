@@ -12,12 +12,12 @@ import datetime
 import re
 from typing import Any
 
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import (
     ALL,
     FLAGS,
     Result,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_vars import variables
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_vars import variables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,7 +51,9 @@ VALUES = st.recursive(
 )
 NAMES = sorted({*variables(GPUS), *FLAGS, *UPSTREAM_NAMES, "ansible_connection"})
 HOSTS = ("cpu-0", "gpu-0", "gpu-1", ALL)
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def assert_reported_well(result: Result) -> None:

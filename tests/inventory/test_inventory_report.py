@@ -3,12 +3,12 @@ language's lines whole and in the chosen order."""
 
 from __future__ import annotations
 
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_report import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_report import (
     languages,
     render,
     width,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import problem
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import problem
 
 from tests.inventory.conftest import check, valid
 

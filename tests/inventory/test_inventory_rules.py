@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import (
     ALL,
     RULES,
     Context,
@@ -251,7 +251,7 @@ class _Failing(dict[str, Any]):
 
 
 def _run(inv: Inv) -> Any:
-    from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import validate
+    from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import validate
 
     from tests.inventory.conftest import GPUS, MIRRORS, UPSTREAM_NAMES
 
@@ -335,7 +335,7 @@ def test_a_failing_rule_is_reported_not_raised() -> None:
     def broken(ctx: Context) -> None:
         raise KeyError("boom")
 
-    from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import validate
+    from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import validate
 
     from tests.inventory.conftest import GPUS
 

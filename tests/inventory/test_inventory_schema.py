@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema import (
     Bool,
     Float,
     Int,
@@ -21,7 +21,7 @@ from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema impo
     plain,
     show,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_vars import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_vars import (
     DERIVED,
     ROLES,
     role_options,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_sources import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_sources import (
     load_strict,
     source_problems,
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_report import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_report import (
     group,
     languages,
     render,

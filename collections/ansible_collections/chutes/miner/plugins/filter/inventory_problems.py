@@ -1,7 +1,7 @@
 """Filter ``chutes.miner.inventory_problems``: every inventory mistake, found at once.
 
 Called on the controller by ``chutes.miner.preflight`` (tasks_from: inventory) before any
-host is contacted. The rules live in ``module_utils/inventory_rules`` (schemas per variable
+host is contacted. The rules live in ``plugin_utils/inventory_rules`` (schemas per variable
 in ``inventory_vars``, file checks in ``inventory_sources``); this filter only hands them
 ``hostvars`` (templated lazily, one variable at a time, so a broken template becomes a
 reported problem) and the mirror catalog, and turns an unexpected failure into a problem
@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ansible_collections.chutes.miner.plugins.module_utils import inventory_rules
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import (
+from ansible_collections.chutes.miner.plugins.plugin_utils import inventory_rules
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import (
     Result,
     problem,
     validate,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_sources import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_sources import (
     source_problems,
 )
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema import (
+from ansible_collections.chutes.miner.plugins.module_utils.ss58 import ss58_valid
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema import (
     AbsPath,
     Bool,
     Either,
@@ -38,7 +39,6 @@ from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema impo
     is_host_port,
     is_ip,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.ss58 import ss58_valid
 
 # Defaults of the cluster address plan, shown in messages when a value is not set.
 WIREGUARD_NETWORK = "192.168.0.0/20"

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_rules import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import (
     ALL,
     Problem,
     problem,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema import show
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema import show
 
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 # Ansible's default inventory_ignore_extensions.

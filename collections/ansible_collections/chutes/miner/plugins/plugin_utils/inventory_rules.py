@@ -18,17 +18,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_messages import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_messages import (
     MESSAGES,
     NOTICES,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_schema import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema import (
     Bool,
     Finding,
     plain,
     show,
 )
-from ansible_collections.chutes.miner.plugins.module_utils.inventory_vars import (
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_vars import (
     GPU_COUNT_MAX,
     HOSTNAME_MAX,
     NODE_NAME,
