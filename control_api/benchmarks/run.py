@@ -425,6 +425,7 @@ def _env(key: Keypair, seed_hex: str, dsn: str) -> dict[str, str]:
         "REGISTRY_AUTH_HOST": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
         "CONTROL_API_MIGRATE": "false",
+        "KUBERNETES_REQUIRED": "false",  # no cluster here: add-node is not measured
     }
 
 

@@ -478,3 +478,24 @@ def test_listener_full_of_idle_connections_still_admits(miner_key: Keypair) -> N
         finally:
             for sock in idle:
                 sock.close()
+
+
+def test_long_pipeline_yields_the_loop_between_batches(miner_key: Keypair) -> None:
+    """1,000 pipelined requests in one segment are answered 128 per turn of the event loop
+    (reading paused in between), so one connection's pipeline cannot hold the loop."""
+
+    async def main() -> tuple[int, _SlowReader]:
+        t = _SlowReader(high=1 << 30)  # a peer that reads everything
+        proto = _Protocol(SignatureCache(miner_key), TOKEN.encode(), _Connections(Limits()))
+        t.proto = proto
+        proto.connection_made(t)  # type: ignore[arg-type]
+        proto.data_received(_PING * 1000)
+        first = len(t.out)
+        assert not t.reading
+        for _ in range(20):
+            await asyncio.sleep(0)
+        return first, t
+
+    first, t = asyncio.run(main())
+    assert first == 128
+    assert _statuses(t) == [b"200"] * 1000 and t.reading

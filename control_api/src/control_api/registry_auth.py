@@ -40,6 +40,7 @@ from control_api.services.signing import Signer, d2_message
 
 log = logging.getLogger(__name__)
 _BACKLOG = 4096  # capped by net.core.somaxconn
+_BATCH = 128  # pipelined requests answered per turn of the event loop (~0.3 ms)
 _BODY = b'{"authenticated":true}'
 _END = b"\r\n\r\n"
 _AUTH_LINE = b"GET /registry/auth HTTP/1.1\r\n"  # what nginx sends (proxy_http_version 1.1)
@@ -295,6 +296,13 @@ class _Protocol(asyncio.Protocol):
             if self._buf:
                 self.data_received(b"")  # the requests that arrived while paused
 
+    def _next_batch(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._paused:
+            return  # closed, or resume_writing will carry on
+        transport.resume_reading()
+        self.data_received(b"")
+
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -305,6 +313,7 @@ class _Protocol(asyncio.Protocol):
         now = self._conns.now
         self.last = now
         start = 0
+        answered = 0
         end = data.find(_END)
         while end >= 0:
             if end - start > self._max_head:
@@ -313,11 +322,19 @@ class _Protocol(asyncio.Protocol):
             if not self._answer(transport, data[start:end]):
                 return
             start = end + 4
+            answered += 1
             if self._paused:  # unsent output above the high-water mark: keep the rest
                 self._buf = data[start:]
                 self.waiting_since = now if self._buf else -1.0
                 return
             end = data.find(_END, start)
+            if end >= 0 and answered == _BATCH:
+                # a long pipeline: let the other connections have the loop between batches
+                self._buf = data[start:]
+                self.waiting_since = now
+                transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._next_batch)
+                return
         if start < len(data):
             rest = data[start:] if start else data
             if len(rest) > self._max_head:
