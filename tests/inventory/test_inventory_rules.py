@@ -145,6 +145,8 @@ CASES = [
     Case("pod-overlaps-service", setting(ALL, chutes_pod_cidr="10.152.0.0/16"), [("networks_overlap", ALL, "chutes_pod_cidr")]),
     Case("role-pod-cidr-wins", setting(ALL, chutes_pod_cidr="10.42.0.0/16", k8s_binaries_pod_cidr="192.168.8.0/22"), [("networks_overlap", ALL, "wireguard_network")]),
     Case("role-service-cidr-ok", setting(ALL, k8s_binaries_service_cidr="10.96.0.0/12"), []),
+    Case("kubernetes-distribution", setting(ALL, chutes_kubernetes="k3s"), [("not_a_choice", h, "chutes_kubernetes") for h in ("cpu-0", "gpu-0", "gpu-1")]),
+    Case("kubernetes-per-host", setting("gpu-0", chutes_kubernetes="binaries"), [("inconsistent", ALL, "chutes_kubernetes")]),
     Case("pod-and-service-moved-ok", setting(ALL, chutes_pod_cidr="10.42.0.0/16", chutes_service_cidr="10.43.0.0/16"), []),
     Case("wireguard-contains-host-address", setting("gpu-0", ansible_host="192.168.3.3"), [("network_contains_host", "gpu-0", "wireguard_network")]),
     Case("pod-contains-host-address", setting("gpu-0", ansible_host="10.1.7.7"), [("network_contains_host", "gpu-0", "chutes_pod_cidr")]),

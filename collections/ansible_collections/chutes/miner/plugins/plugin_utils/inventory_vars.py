@@ -152,6 +152,13 @@ def _table(gpus: tuple[str, ...]) -> dict[str, Var]:
         Var("chutes_service_cidr", Network(12, 28, SERVICE_CIDR), True, _CLUSTER_DOC, SERVICE_CIDR),
         Var("k8s_binaries_pod_cidr", Network(8, 28, POD_CIDR), True, "k8s_binaries"),
         Var("k8s_binaries_service_cidr", Network(12, 28, SERVICE_CIDR), True, "k8s_binaries"),
+        Var(
+            "chutes_kubernetes",
+            Str(choices=("microk8s", "binaries")),
+            True,
+            "playbooks/kubernetes.yml",
+            "microk8s",
+        ),
         Var("chutes_cluster_private", _BOOL, True, _CLUSTER_DOC, False),
         Var("chutes_registry_port", _NODEPORT, True, _CLUSTER_DOC, 30500),
         Var("miner_api_node_port", _NODEPORT, True, _CLUSTER_DOC, 32000),
