@@ -258,16 +258,37 @@ def test_fill_prefers_an_exact_fit() -> None:
     assert B.choose_server(s, PlacementRequest("y", 2)) == "roomy"
 
 
-def test_fill_preempts_only_for_more_value() -> None:
-    servers = [srv("a", 1.0, 0, total=1)]
-    deps = [dep("v", "o", "a")]
-    chutes = [chute("new"), chute("o")]
+def test_fill_jobs_evict_only_the_less_used_half() -> None:
+    servers = [srv("a", 1.0, 0, total=1), srv("b", 2.0, 0, total=1)]
+    deps = [dep("busy", "hot", "a"), dep("idle", "cold", "b")]
+    chutes = [chute("new"), chute("hot"), chute("cold")]
+    metrics = [
+        m("hot", compute_multiplier=4.0, total_compute_time=3600.0, instance_count=2),
+        m("cold", total_compute_time=0.0, instance_count=2),
+    ]
     req = PlacementRequest("new", 1, job_id="j", allow_preempt=True)
-    rich = [m("o", total_usage_usd=100.0, instance_count=2), m("new", compute_multiplier=1.0)]
-    poor = [m("o", total_usage_usd=0.1, instance_count=2), m("new", compute_multiplier=1.0)]
-    assert B.choose_victims(snap(servers, chutes, deps, rich), req) is not None
-    assert FillStrategy().choose_victims(snap(servers, chutes, deps, rich), req) is None
-    assert FillStrategy().choose_victims(snap(servers, chutes, deps, poor), req) is not None
+    s = snap(servers, chutes, deps, metrics)
+    assert B.choose_victims(s, req) == Preemption("a", ("busy",))  # cheapest server first
+    assert FillStrategy().choose_victims(s, req) is None  # not the busy one for a job
+    s = snap(servers[1:], chutes, deps[1:] + deps[:1], metrics)
+    assert FillStrategy().choose_victims(s, req) == Preemption("b", ("idle",))
+
+
+def test_fill_rebalances_a_full_fleet() -> None:
+    servers = [srv("a", 1.0, 0, total=8)]
+    deps = [dep("quiet", "cold", "a", gpus=8, age=7200)]
+    chutes = [chute("cold", 8), chute("hot", 8)]
+    metrics = [
+        m("cold", total_compute_time=0.0, instance_count=1, last_invocation_at=NOW - 3600),
+        m("hot", instance_count=0, rate_limit_count=50.0),
+    ]
+    assert B.autoscale(snap(servers, chutes, deps, metrics)) == []
+    assert FillStrategy().autoscale(snap(servers, chutes, deps, metrics)) == [
+        ScaleIntent("cold", -1)
+    ]
+    assert FillStrategy().choose_scale_down(snap(servers, chutes, deps, metrics), "cold") == "quiet"
+    young = [dep("quiet", "cold", "a", gpus=8, age=600)]
+    assert FillStrategy().autoscale(snap(servers, chutes, young, metrics)) == []
 
 
 # --- loader -------------------------------------------------------------------------------

@@ -4,12 +4,14 @@ Every write is idempotent, so a redelivered event changes nothing the second tim
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg2.extensions import connection
 
+from control_api.db.queries import inventory_version
 from control_api.scheduler.model import ChuteView, DeploymentView, ServerView
 from control_api.schemas.gepetto import RemoteChute
 
@@ -17,11 +19,12 @@ UNHEALTHY = ("NotReady", "NoGpuCapacity", "LabelsLost", "Missing", "Deleting")
 
 _SERVERS = """
 SELECT s.server_id, s.name, s.validator, s.hourly_cost, s.gpu_count, s.locked, s.status,
-       g.model_short_ref,
-       count(g.gpu_id) FILTER (WHERE g.verified),
-       count(g.gpu_id) FILTER (WHERE g.verified AND g.deployment_id IS NULL)
-FROM servers s LEFT JOIN gpus g ON g.server_id = s.server_id
-GROUP BY s.server_id, g.model_short_ref
+       g.model_short_ref, g.verified, g.free
+FROM servers s LEFT JOIN (
+    SELECT server_id, model_short_ref, count(*) FILTER (WHERE verified) AS verified,
+           count(*) FILTER (WHERE verified AND deployment_id IS NULL) AS free
+    FROM gpus GROUP BY server_id, model_short_ref
+) g ON g.server_id = s.server_id
 ORDER BY s.server_id
 """
 _DEPLOYMENTS = """
@@ -31,19 +34,25 @@ SELECT d.deployment_id, d.chute_id, d.server_id, coalesce(h.n, 0), d.job_id, d.a
 FROM deployments d
 LEFT JOIN (SELECT deployment_id, count(*) AS n FROM gpus WHERE deployment_id IS NOT NULL
            GROUP BY deployment_id) h ON h.deployment_id = d.deployment_id
+ORDER BY d.created_at, d.deployment_id
 """
 _CHUTES = """
 SELECT chute_id, validator, version, gpu_count, supported_gpus, ban_reason, name, chutes_version
-FROM chutes
+FROM chutes ORDER BY chute_id
 """
 
 
-def read_state(
-    conn: connection, disk: Mapping[str, float | None] | None = None
-) -> tuple[list[ServerView], list[ChuteView], list[DeploymentView]]:
+State = tuple[list[ServerView], list[ChuteView], list[DeploymentView]]
+
+
+def read_state(conn: connection, disk: Mapping[str, float | None] | None = None) -> State:
     """Servers (GPU counts per model), chutes (no code) and deployments from one snapshot:
     the caller runs this in a REPEATABLE READ, READ ONLY transaction (`snapshot_tx`)."""
-    disk = disk or {}
+    servers = _read_servers(conn, disk or {})
+    return servers, _read_chutes(conn), _read_deployments(conn)
+
+
+def _read_servers(conn: connection, disk: Mapping[str, float | None]) -> list[ServerView]:
     rows: dict[str, list[tuple[Any, ...]]] = {}
     with conn.cursor() as cur:
         cur.execute(_SERVERS)
@@ -70,13 +79,22 @@ def read_state(
                     ready=first[6] not in UNHEALTHY,
                 )
             )
+    return servers
+
+
+def _read_chutes(conn: connection) -> list[ChuteView]:
+    with conn.cursor() as cur:
         cur.execute(_CHUTES)
-        chutes = [
+        return [
             ChuteView(r[0], r[1], r[2], int(r[3]), tuple(r[4] or ()), r[5], r[6], r[7])
             for r in cur.fetchall()
         ]
+
+
+def _read_deployments(conn: connection) -> list[DeploymentView]:
+    with conn.cursor() as cur:
         cur.execute(_DEPLOYMENTS)
-        deps = [
+        return [
             DeploymentView(
                 deployment_id=r[0],
                 chute_id=r[1],
@@ -92,7 +110,43 @@ def read_state(
             )
             for r in cur.fetchall()
         ]
-    return servers, chutes, deps
+
+
+class StateCache:
+    """`read_state` that re-reads only what changed. The inventory version (migration 0003:
+    bumped by every committed change to servers, GPUs, deployments or chutes) says whether
+    anything did; the chutes, which change rarely, are re-read only when their count or
+    newest `updated_at` moved. Everything is read in the caller's REPEATABLE READ
+    transaction, so a hit and a miss see the same consistent state. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._state: State | None = None
+        self._chutes_key: tuple[Any, ...] | None = None
+        self._chutes: list[ChuteView] = []
+        self.hits = self.misses = 0
+
+    def read(self, conn: connection, disk: Mapping[str, float | None] | None = None) -> State:
+        disk = disk or {}
+        key = (inventory_version(conn), tuple(sorted(disk.items())))
+        with self._lock:
+            if key == self._key and self._state is not None:
+                self.hits += 1
+                return self._state
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), max(updated_at) FROM chutes")
+            chutes_key = cur.fetchone()
+        with self._lock:
+            chutes = self._chutes if chutes_key == self._chutes_key else None
+        if chutes is None:
+            chutes = _read_chutes(conn)
+        state = (_read_servers(conn, disk), chutes, _read_deployments(conn))
+        with self._lock:
+            self.misses += 1
+            self._key, self._state = key, state
+            self._chutes_key, self._chutes = chutes_key, chutes
+        return state
 
 
 def snapshot_tx(conn: connection) -> None:

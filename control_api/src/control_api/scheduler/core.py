@@ -76,6 +76,7 @@ class Scheduler:
         self.clock = clock
         self.reconcile = reconcile
         self.remote = RemoteCache()
+        self.state_cache = q.StateCache()
         self._disk: dict[str, tuple[float, float | None]] = {}
         self._lock = threading.Lock()
 
@@ -112,7 +113,7 @@ class Scheduler:
     def snapshot(self) -> Snapshot:
         with self.db.connection() as conn:
             q.snapshot_tx(conn)
-            servers, chutes, deps = q.read_state(conn, self.disk_figures())
+            servers, chutes, deps = self.state_cache.read(conn, self.disk_figures())
         r = self.remote
         return Snapshot.build(
             self.clock(),

@@ -216,7 +216,8 @@ class StrategyRunner:
         name: str = "",
     ) -> None:
         self.strategy = strategy
-        self.default = strategy if isinstance(strategy, BaselineStrategy) else BaselineStrategy()
+        # a subclass may override a hook with one that raises: the default is the plain one
+        self.default = strategy if type(strategy) is BaselineStrategy else BaselineStrategy()
         self.name = name or getattr(strategy, "name", type(strategy).__name__)
         self.timeout_s = timeout_s
         self.enforce_timeout = enforce_timeout

@@ -4,10 +4,11 @@ through a Redis consumer group, at least once, with handlers running concurrentl
 - Ordering: each event names keys (`chute:<id>`, `server:<id>`, `job:<id>`, ...); an event
   starts only after every earlier event sharing a key has finished, and events with disjoint
   keys run in parallel, at most `concurrency` at a time (`KeyedExecutor`).
-- At least once: an entry is acknowledged (XACK) only after its handler succeeded or it was
-  parked. Entries a previous scheduler read but never acknowledged (it crashed, was killed or
-  lost its lease) are taken over at start (XAUTOCLAIM): only the holder of `lease:gepetto`
-  reads, so whatever is pending belongs to a scheduler that stopped. Handlers are idempotent.
+- At least once: an entry is acknowledged (XACK, batched every few milliseconds) only after
+  its handler succeeded or it was parked. Entries a previous scheduler read but never
+  acknowledged (it crashed, was killed or lost its lease) are taken over at start
+  (XAUTOCLAIM): only the holder of `lease:gepetto` reads, so whatever is pending belongs to
+  a scheduler that stopped. Handlers are idempotent.
 - Retries: a failing handler is retried with exponential backoff (jitter), holding back only
   the events that share its keys; after `max_attempts` it is parked.
 - Poison: an entry that does not parse, names an unknown event type, fails `max_attempts`
@@ -20,6 +21,7 @@ through a Redis consumer group, at least once, with handlers running concurrentl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -56,6 +58,7 @@ class StreamConfig:
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
     parked_maxlen: int = 10_000
+    ack_delay_s: float = 0.005
 
     @property
     def stream(self) -> str:
@@ -160,6 +163,8 @@ class EventConsumer:
         self._sleep = sleep
         self.handled = 0
         self.parked = 0
+        self._acks: list[Any] = []
+        self._ack_wake: asyncio.Event | None = None
 
     async def ensure_group(self) -> None:
         try:
@@ -173,6 +178,8 @@ class EventConsumer:
         on the way out, wait for the handlers already running."""
         stop = stop or asyncio.Event()
         await self.ensure_group()
+        self._ack_wake = asyncio.Event()
+        acker = asyncio.ensure_future(self._ack_loop())
         try:
             await self._take_over()
             while not stop.is_set():
@@ -191,6 +198,35 @@ class EventConsumer:
             await self.executor.drain()
         except asyncio.CancelledError:
             await self.executor.cancel()
+            raise
+        finally:
+            acker.cancel()
+            await asyncio.gather(acker, return_exceptions=True)
+            with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                await asyncio.shield(self._flush_acks())
+
+    async def _ack_loop(self) -> None:
+        """Acknowledge in batches: one XACK per few milliseconds, not one per event."""
+        assert self._ack_wake is not None
+        while True:
+            await self._ack_wake.wait()
+            self._ack_wake.clear()
+            await asyncio.sleep(self.cfg.ack_delay_s)
+            try:
+                await self._flush_acks()
+            except (redis.exceptions.RedisError, OSError):
+                log.warning("scheduler.ack_failed", extra={"pending": len(self._acks)})
+                await asyncio.sleep(1.0)
+                self._ack_wake.set()
+
+    async def _flush_acks(self) -> None:
+        if not self._acks:
+            return
+        ids, self._acks = self._acks, []
+        try:
+            await self._r.xack(self.cfg.stream, self.cfg.group, *ids)
+        except BaseException:
+            self._acks = ids + self._acks
             raise
 
     async def _take_over(self) -> None:
@@ -269,7 +305,9 @@ class EventConsumer:
                 )
                 await self._sleep(pause)
                 continue
-            await self._r.xack(self.cfg.stream, self.cfg.group, entry_id)
+            self._acks.append(entry_id)
+            if self._ack_wake is not None:
+                self._ack_wake.set()
             self.handled += 1
             return
 
