@@ -201,7 +201,8 @@ def test_job_exclusion_both_spellings(
 
 def test_rebroadcast_job_without_disk_gb(rig: Rig, db: psycopg2.extensions.connection) -> None:
     server(rig, db)
-    rig.validator.add(remote_chute("c1"))
+    ports = [{"ports": [{"port": 9000, "proto": "udp"}]}, {"ports": [{"port": 7000}]}]
+    rig.validator.add(remote_chute("c1", jobs=ports))
     rig.handle("chute_created", chute_id="c1", version="1", job_only=True)
     for _ in range(2):  # the second delivery finds the job's deployment and stops
         rig.handle("job_created", job_id="j1", chute_id="c1", gpu_count=1, exclude=["5other"])
@@ -210,6 +211,8 @@ def test_rebroadcast_job_without_disk_gb(rig: Rig, db: psycopg2.extensions.conne
     assert job_id == "j1" and job["metadata"]["labels"]["chutes/job-id"] == "j1"
     res = job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
     assert res["ephemeral-storage"] == "10Gi"  # the default when disk_gb is absent
+    svc = rig.kube.services[f"chute-service-{dep}"]  # the chute's job ports, from the validator
+    assert [p["port"] for p in svc["spec"]["ports"]] == [8000, 8001, 7000, 9000]
     assert rig.validator.launches == [("c1", "j1")]
     rig.handle("job_deleted", job_id="j1", instance_id="i9")
     assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]

@@ -454,12 +454,26 @@ class Scheduler:
             memory_per_gpu=server.memory_per_gpu,
             disk_gb=int(req.disk_gb),
             launch_token=launch.token,
-            job_ports=(),
+            job_ports=self._job_ports(got.validator, chute) if req.job_id else (),
             runtime_class=s.chute_runtime_class,
             cache_cleaner_image=s.cache_cleaner_image,
             cache_max_age_days=s.cache_max_age_days,
             cache_max_size_gb=s.cache_overrides.get(server.name, s.cache_max_size_gb),
         )
+
+    def _job_ports(self, validator: str, chute: q.ChuteRow) -> tuple[manifests.JobPort, ...]:
+        """The ports a job deployment exposes: its chute's `jobs[].ports` (not stored
+        locally, so fetched from the validator; none when that fails)."""
+        api = self.api_of(validator)
+        if api is None:
+            return ()
+        try:
+            remote = self.validator.get_chute(api, chute.chute_id, chute.version)
+        except ValidatorError as exc:
+            log.warning("scheduler.job_ports_unknown", extra={"error": exc.reason})
+            return ()
+        ports = {p.port: p.proto for j in (remote.jobs if remote else []) for p in j.ports}
+        return tuple(manifests.JobPort(port, proto) for port, proto in sorted(ports.items()))
 
     def _drop_claim(self, deployment_id: str) -> None:
         """A claim that never reached Kubernetes: release at once."""
