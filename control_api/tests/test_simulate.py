@@ -8,17 +8,25 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
+import redis
+from control_api.clients.events import EventPublisher
 from control_api.scheduler.strategies.baseline import BaselineStrategy
 from control_api.scheduler.strategies.fill import FillStrategy
 from control_api.scheduler.strategy import StrategyRunner
 from control_api.simulate.engine import MemoryStore, simulate
 from control_api.simulate.pgstore import PgStore
+from control_api.simulate.record import record
 from control_api.simulate.scenario import Scenario, load
+
+from tests.conftest import REDIS_URL
+from tests.seed import add_chute, add_server
 
 QUIET = {
     "name": "quiet",
@@ -119,3 +127,26 @@ def test_shipped_scenarios_load(name: str) -> None:
     assert sc.servers and sc.events and sc.duration_s == 24 * 3600
     kinds = {e.kind for e in sc.events}
     assert kinds == {"chute_created", "demand", "bounty_change", "job_created"}
+
+
+def test_record_a_trace_and_replay_it(
+    db: psycopg2.extensions.connection, database_dsn: str, redis_prefix: str
+) -> None:
+    add_server(db, "s1", gpus=8)
+    add_chute(db, "old", gpu_count=2)
+    add_chute(db, "new", gpu_count=4)
+    publisher = EventPublisher(redis.Redis.from_url(REDIS_URL), redis_prefix)
+    publisher.publish("chute_created", {"chute_id": "new", "version": "1"})
+    publisher.publish("bounty_change", {"chute_id": "new", "bounty": 5})
+    publisher.publish("job_created", {"job_id": "j", "chute_id": "old", "excluded": ["5x"]})
+    trace = record(database_dsn, REDIS_URL, 3.0, 2.0, 1, prefix=redis_prefix)
+    assert trace["servers"] == [{"count": 1, "model": "h200", "gpus": 8, "hourly_cost": 2.0}]
+    kinds = [(e["kind"], e["data"]["chute_id"]) for e in trace["events"]]
+    assert kinds == [
+        ("chute_created", "old"), ("demand", "old"), ("chute_created", "new"),
+        ("demand", "new"), ("bounty_change", "new"), ("job_created", "old"),
+    ]  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / "trace.json"
+    path.write_text(json.dumps(trace))
+    result = run(load(str(path), 1), BaselineStrategy())
+    assert result["jobs_run"] == "1/1" and result["deployments"] >= 2

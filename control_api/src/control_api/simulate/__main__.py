@@ -7,7 +7,8 @@
 Strategies are what GEPETTO_STRATEGY takes (`baseline` or empty = the built-in default, a
 module path, a .py file). `--seeds N` runs seeds seed..seed+N-1 and reports medians; the
 same seed gives the same result. `--db DSN` runs the claims in a scratch PostgreSQL database
-(it is emptied) instead of in memory.
+(it is emptied) instead of in memory. `record --out trace.json` writes a scenario from this
+miner's fleet (PostgreSQL) and its recent event stream (Redis) to replay.
 """
 
 from __future__ import annotations
@@ -66,7 +67,31 @@ def compare(
     return out
 
 
+def record_main(argv: Sequence[str]) -> int:
+    import os
+
+    from control_api.simulate.record import record
+
+    parser = argparse.ArgumentParser(prog="python -m control_api.simulate record")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--demand", type=float, default=1.0)
+    parser.add_argument("--others", type=int, default=1)
+    args = parser.parse_args(argv)
+    dsn, url = os.environ.get("POSTGRESQL", ""), os.environ.get("REDIS_URL", "")
+    if not dsn or not url:
+        sys.stderr.write("record needs POSTGRESQL and REDIS_URL (as the scheduler has them)\n")
+        return 2
+    trace = record(dsn, url, args.hours, args.demand, args.others)
+    args.out.write_text(json.dumps(trace, indent=1) + "\n")
+    sys.stdout.write(f"{len(trace['events'])} events, {len(trace['servers'])} servers\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["record"]:
+        return record_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m control_api.simulate",
         description=__doc__,
