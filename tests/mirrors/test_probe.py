@@ -79,6 +79,17 @@ def test_pypi_and_files(urls: dict[str, str]) -> None:
     assert p.probe_one({**good, "sha256": "0" * 64}, 1)["reason"] == "checksum"
 
 
+def test_probes_ignore_the_proxy_environment(
+    urls: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy from the environment would test the proxy, not the mirror: probes go direct."""
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert p.probe_one(spec("pypi", urls["ok"] + "/simple/"), 1)["healthy"]
+
+
 def test_k8s_release_tree_needs_a_digest(urls: dict[str, str], tmp_path: Any) -> None:
     """The pinned .sha256 must hold a hex digest: the fault server's 200 body is not one."""
     path = "v1.34.4/bin/linux/amd64/kubectl.sha256"

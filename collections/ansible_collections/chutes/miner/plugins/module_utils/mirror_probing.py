@@ -26,9 +26,11 @@ import struct
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable
 from typing import Any
+
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import open_url
 
 _MANIFEST_ACCEPT = ", ".join(
     (
@@ -41,22 +43,11 @@ _MANIFEST_ACCEPT = ", ".join(
 _UA = "chutes.miner.mirror_probe/1"
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # noqa: ARG002
-        return None
-
-
 class _Fail(Exception):
     def __init__(self, reason: str, status: str) -> None:
         super().__init__(status)
         self.reason = reason
         self.status = status
-
-
-def _opener() -> urllib.request.OpenerDirector:
-    # Probes go direct: a proxy from the environment would test the proxy, not the mirror.
-    # Redirects are followed by hand in _http, so a blocked target is never contacted.
-    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def _blocked(host: str, blocked: Iterable[str]) -> bool:
@@ -89,9 +80,21 @@ def _http(
 def _http_once(
     url: str, timeout: float, method: str, headers: dict[str, str] | None, limit: int
 ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, method=method, headers={"User-Agent": _UA, **(headers or {})})
     try:
-        with _opener().open(req, timeout=timeout) as resp:
+        # Probes go direct: a proxy from the environment would test the proxy, not the mirror.
+        # Redirects are followed by hand in _http, so a blocked target is never contacted.
+        # The body is read as sent (no gzip) and no ~/.netrc credentials are offered.
+        with open_url(
+            url,
+            method=method,
+            headers=headers,
+            timeout=timeout,
+            use_proxy=False,
+            follow_redirects="none",
+            http_agent=_UA,
+            decompress=False,
+            use_netrc=False,
+        ) as resp:
             body = resp.read(limit) if method != "HEAD" else b""
             return resp.status, {k.lower(): v for k, v in resp.headers.items()}, body
     except urllib.error.HTTPError as exc:
@@ -102,7 +105,7 @@ def _http_once(
         if isinstance(exc.reason, (TimeoutError, socket.timeout)):
             raise _Fail("timeout", "timeout") from exc
         raise _Fail("unreachable", f"error: {exc.reason}"[:80]) from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, UrlsConnectionError) as exc:
         raise _Fail("unreachable", f"error: {exc}"[:80]) from exc
 
 
