@@ -1,9 +1,11 @@
-"""Hung dependencies (issue #16 item 5): PostgreSQL or Redis that accept connections and never
-answer. Each request that needs one is a 503 within the configured bound, /ping keeps
-answering meanwhile, and the API recovers when the dependency does."""
+"""Hung dependencies (issue #16 item 5): PostgreSQL, Redis or a validator that accept
+connections and never answer. Each request that needs one is a 503 (502 for the validator)
+within the configured bound, /ping keeps answering meanwhile, and the API recovers when the
+dependency does."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,9 +19,9 @@ from control_api.db.pool import Database, DatabaseUnavailable, DbTimeouts
 from control_api.main import create_app
 from control_api.services.signing import d1_headers
 
-from tests.conftest import PG_ADMIN, REDIS_URL, LiveServer, SettingsFactory
+from tests.conftest import PG_ADMIN, REDIS_URL, ApiFactory, LiveServer, SettingsFactory
 from tests.faults import FreezableProxy, through
-from tests.standins import StandinKube
+from tests.standins import StandinKube, StandinValidator
 
 PG_HOST, PG_PORT = PG_ADMIN.split("@", 1)[1].split("/", 1)[0].split(":")
 REDIS_HOST, REDIS_PORT = REDIS_URL.split("//", 1)[1].split("/", 1)[0].split(":")
@@ -143,3 +145,27 @@ def test_silent_redis_is_503_within_the_bound(
 
 def _signed(key: Keypair) -> dict[str, str]:
     return d1_headers(key, "management")
+
+
+def test_silent_validator_is_502_within_the_bound(
+    api_with: ApiFactory, validator: StandinValidator
+) -> None:
+    """add-node asks the validator for its supported GPUs before streaming: a validator that
+    accepts the connection and never answers is a 502 after VALIDATOR_TIMEOUT_S."""
+    host, port = validator.url.split("//", 1)[1].split(":")
+    with FreezableProxy(host, int(port)) as proxy:
+        via = f"http://127.0.0.1:{proxy.port}"
+        hotkey = validator.hotkey
+        supported = {"hotkey": hotkey, "registry": "r", "api": via, "socket": via}
+        validators = {"defaultRegistry": "r", "defaultApi": via, "supported": [supported]}
+        with api_with(validators=json.dumps(validators), validator_timeout_s=0.5) as api:
+            api.kube.add_node("gpu-0", "uid-0")
+            proxy.freeze()
+            raw = json.dumps(
+                {"name": "gpu-0", "validator": hotkey, "hourly_cost": 1.0, "gpu_short_ref": "h200"}
+            ).encode()
+            status, took = _timed(
+                lambda: api.http.post("/servers/", content=raw, headers=api.headers(body=raw))
+            )
+            assert status == 502 and took < 0.5 + MARGIN_S, (status, took)
+            assert api.kube.created == []
