@@ -61,14 +61,14 @@ V = "5BenchValidator"
 MODELS = ("h100", "h200", "a100")
 
 UPSTREAM_QUERY = """
-SELECT s.server_id, s.hourly_cost, s.locked, count(g.gpu_id) AS free_gpus
+SELECT s.server_id, s.hourly_cost, s.locked, count(g.gpu_id) AS free_gpus, s.name
 FROM servers s JOIN gpus g ON g.server_id = s.server_id
 WHERE g.model_short_ref = ANY(%s) AND g.deployment_id IS NULL AND g.verified
   AND s.validator = %s
-GROUP BY s.server_id
+GROUP BY s.server_id, s.name
 HAVING count(g.gpu_id) >= %s
-ORDER BY s.hourly_cost ASC, count(g.gpu_id) ASC
-"""
+ORDER BY s.hourly_cost ASC, count(g.gpu_id) ASC, s.name
+"""  # upstream orders by cost and free GPUs only; the name makes ties break as ours do
 
 
 def pct(values: list[float], p: float) -> float:
