@@ -24,7 +24,7 @@ from control_api.scheduler.strategies.baseline import BaselineStrategy
 from control_api.scheduler.stream import EventConsumer, StreamConfig
 
 from tests.conftest import REDIS_URL, SettingsFactory
-from tests.sched_rig import make_rig, rows
+from tests.sched_rig import Rig, make_rig, rows
 from tests.sched_standins import remote_chute
 from tests.seed import add_server
 
@@ -35,6 +35,28 @@ class Herd(BaselineStrategy):
     def choose_server(self, snap: Snapshot, req: PlacementRequest) -> str | None:
         fits = [s for s in snap.servers.values() if s.free >= req.gpu_count]
         return min(fits, key=lambda s: s.server_id).server_id if fits else None
+
+
+def drain(rig: Rig, prefix: str, events: int) -> EventConsumer:
+    """Run the stream consumer (8 handlers) with the rig's scheduler until `events` entries
+    are handled or parked."""
+
+    async def consume() -> EventConsumer:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        cfg = StreamConfig(prefix=prefix, block_ms=50, concurrency=8)
+        consumer = EventConsumer(client, cfg, rig.scheduler.handle)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(consumer.run(stop))
+        deadline = time.monotonic() + 120
+        while consumer.handled + consumer.parked < events:
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        await client.aclose()
+        return consumer
+
+    return asyncio.run(consume())
 
 
 def test_concurrent_deploys_never_double_book(
@@ -65,22 +87,7 @@ def test_concurrent_deploys_never_double_book(
         # and purges racing the deploys
         publisher.publish("undeploy_requested", {"deployment_ids": ["none"], "reason": "x"})
 
-        async def consume() -> EventConsumer:
-            client = aioredis.Redis.from_url(REDIS_URL)
-            cfg = StreamConfig(prefix=redis_prefix, block_ms=50, concurrency=8)
-            consumer = EventConsumer(client, cfg, rig.scheduler.handle)
-            stop = asyncio.Event()
-            task = asyncio.ensure_future(consumer.run(stop))
-            deadline = time.monotonic() + 120
-            while consumer.handled + consumer.parked < 61:
-                assert time.monotonic() < deadline and not task.done()
-                await asyncio.sleep(0.05)
-            stop.set()
-            await task
-            await client.aclose()
-            return consumer
-
-        consumer = asyncio.run(consume())
+        consumer = drain(rig, redis_prefix, 61)
         assert consumer.parked == 0
         placed = rows(db, "SELECT deployment_id, job_id FROM deployments")
         assert len(placed) + len(rig.validator.released_jobs) == 60
@@ -123,22 +130,7 @@ def test_per_chute_order_under_concurrency(
         for t, d in events:
             publisher.publish(t, {**d, "validator": rig.validator_hotkey})
 
-        async def consume() -> None:
-            client = aioredis.Redis.from_url(REDIS_URL)
-            cfg = StreamConfig(prefix=redis_prefix, block_ms=50, concurrency=8)
-            consumer = EventConsumer(client, cfg, rig.scheduler.handle)
-            stop = asyncio.Event()
-            task = asyncio.ensure_future(consumer.run(stop))
-            deadline = time.monotonic() + 120
-            while consumer.handled + consumer.parked < 40:
-                assert time.monotonic() < deadline and not task.done()
-                await asyncio.sleep(0.05)
-            stop.set()
-            await task
-            await client.aclose()
-            assert consumer.parked == 0
-
-        asyncio.run(consume())
+        assert drain(rig, redis_prefix, 40).parked == 0
         assert rows(db, "SELECT count(*) FROM chutes") == [(0,)]
         assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
         assert not rig.kube.jobs and not rig.kube.configmaps
