@@ -8,14 +8,21 @@ STAMP := $(VENV)/.installed
 COLLECTION := collections/ansible_collections/chutes/miner
 PY_PACKAGES := $(wildcard control_api/pyproject.toml graval/pyproject.toml)
 
-.PHONY: help venv host services k8s-bin image lint pytest molecule test lab lab-down collection-build timings clean
+.PHONY: help venv host services k8s-bin image lint sanity pytest molecule test lab lab-down collection-build timings clean
 
 help:
 	@echo "make venv      - Python toolchain (ansible bundle, molecule, linters) from PyPI"
 	@echo "make lab       - build the lab image, start cpu-0/gpu-0/gpu-1 + mirror host, run playbooks/site.yml"
 	@echo "make lab-down  - remove every container, network and file the lab created"
 	@echo "make k8s-bin   - build Kubernetes, etcd, containerd, runc, CNI from Go modules (cached)"
-	@echo "make test      - lint + pytest + molecule (what CI runs)"
+	@echo "make services  - PostgreSQL and Redis on 127.0.0.1 (Debian packages, started when down)"
+	@echo "make image     - lab node and mirror images (debootstrap, cached)"
+	@echo "make lint      - yamllint, ansible-lint (production), ruff, mypy, shellcheck"
+	@echo "make sanity    - ansible-test sanity + units and galaxy-importer on the built collection"
+	@echo "make pytest    - repository, control_api and graval tests (real control plane, PostgreSQL, Redis)"
+	@echo "make molecule  - every Molecule scenario on lab nodes"
+	@echo "make collection-build - the collection tarball in .cache/dist"
+	@echo "make test      - lint + sanity + pytest + molecule (what CI runs)"
 
 $(STAMP): requirements-dev.txt $(PY_PACKAGES)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +55,10 @@ lint: $(STAMP)
 	$(LAB) tests/timed lint-mypy tests/mypy-packages
 	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/lab/k8s/*.sh tests/*.sh tests/timed tests/mypy-packages benchmarks/*.sh .ci/run
 
+# The built tarball as Galaxy gets it: ansible-test sanity + units, galaxy-importer.
+sanity: $(STAMP)
+	$(LAB) tests/timed sanity tests/collection/sanity.sh
+
 pytest: $(STAMP) host services k8s-bin
 	$(LAB) tests/timed pytest-repo python -m pytest -q -n 2 tests
 	# Each package's tests run on their own: their conftest modules share the name `tests`.
@@ -60,6 +71,7 @@ molecule: $(STAMP) image
 test: $(STAMP) host services k8s-bin image
 	@rm -f .cache/timings
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory molecule
 	@echo "== stage timings (s) =="; cat .cache/timings
