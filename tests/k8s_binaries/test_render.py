@@ -55,6 +55,10 @@ def test_downloads_go_through_the_mirrors_and_only_where_needed() -> None:
         "etcd-v3.6.16-linux-amd64.tar.gz"
     )
     assert by_name["etcd"]["checksum_urls"][1].endswith("/v3.6.16/SHA256SUMS")
+    assert by_name["etcd"]["files"] == {
+        "etcd-v3.6.16-linux-amd64/etcd": "/usr/local/bin/etcd",
+        "etcd-v3.6.16-linux-amd64/etcdctl": "/usr/local/bin/etcdctl",
+    }
     assert by_name["runc"]["dest"] == "/usr/local/sbin/runc"
     assert (
         by_name["containerd"]["files"]["bin/containerd-shim-runc-v2"]
@@ -128,6 +132,7 @@ def test_containerd_config(host: str) -> None:
     runc = config["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"]
     assert runc["options"] == {"BinaryName": "/usr/local/sbin/runc", "SystemdCgroup": True}
     assert config["imports"] == ["/etc/containerd/conf.d/*.toml"]
+    assert config["plugins"]["io.containerd.cri.v1.runtime"]["restrict_oom_score_adj"] is False
     cgroupfs = tomllib.loads(
         Render(host, {"k8s_binaries_cgroup_driver": "cgroupfs"}).file(
             "etc/containerd/config.toml.j2"
