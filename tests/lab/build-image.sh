@@ -66,7 +66,24 @@ ExecStart=/usr/bin/ssh-keygen -A
 [Install]
 WantedBy=multi-user.target
 UNIT
-chroot "$rootfs" systemctl enable ssh-host-keys.service ssh.service >/dev/null 2>&1
+# A container's root mount is private (podman, unlike systemd on a host, does not make
+# it shared): kubelet mounts with HostToContainer/Bidirectional propagation need it
+# shared (tests/lab/README.md, "Kubernetes nodes"). Fails harmlessly when unprivileged.
+cat >"$rootfs/etc/systemd/system/lab-rshared-root.service" <<'UNIT'
+[Unit]
+Description=Make / a shared mount, as on a host
+DefaultDependencies=no
+Before=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart=-/bin/mount --make-rshared /
+RemainAfterExit=yes
+
+[Install]
+WantedBy=local-fs.target
+UNIT
+chroot "$rootfs" systemctl enable ssh-host-keys.service ssh.service lab-rshared-root.service >/dev/null 2>&1
 : >"$rootfs/etc/machine-id"
 rm -f "$rootfs/etc/apt/sources.list"
 cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<SRC

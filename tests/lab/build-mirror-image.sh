@@ -124,13 +124,19 @@ bb_version="$(podman exec "$seed" busybox | sed -n '1s/^BusyBox v\([0-9.]*\).*/\
   echo "build-mirror-image: Debian's busybox is v$bb_version, the lab pins $busybox_tag (update busybox_tag and inventories/lab)" >&2
   exit 1
 }
-for applet in $(podman exec "$seed" busybox --list); do ln -sf busybox "$work/bb/bin/$applet"; done
+for applet in $(podman exec "$seed" busybox --list); do
+  [[ "$applet" == busybox ]] || ln -sf busybox "$work/bb/bin/$applet"
+done
 bb_import() { # local-ref cmd-json label
   tar -C "$work/bb" -c bin | podman import -q --change "CMD $2" --change "LABEL chutes-miner-lab.seed=$3" \
     - "$1" >/dev/null
 }
 bb_import "$bb_ref" '["/bin/sh"]' "library/busybox:$busybox_tag"
 bb_import "$miner_ref" '["/bin/sh","-c","echo chutes miner lab stand-in; sleep 2147483647"]' parachutes/miner:lab
+# Both must run, not only exist in the registry.
+podman run --rm --network none "$pause_ref" -v >/dev/null
+[[ "$(podman run --rm --network none "$bb_ref" /bin/sh -c 'echo ok')" == ok ]] ||
+  { echo "build-mirror-image: the busybox image does not run" >&2; exit 1; }
 # registry path -> local image
 declare -A seeds=(
   ["library/busybox:$busybox_tag"]="$bb_ref"

@@ -3,6 +3,7 @@
 # chutes-lab, driven by the real playbooks with inventories/lab.
 #   lab.sh up         host setup, images, nodes, playbooks/site.yml (+ summary)
 #   lab.sh nodes      only the containers (idempotent); used by pytest's lab_nodes
+#   lab.sh smoke      a busybox pod Running on every node, pinging the other nodes' pods
 #   lab.sh down       remove every container and network the lab created, and its temp files
 #   lab.sh status     what is running, and the mirror's services
 #   lab.sh dns-audit  names the nodes looked up; non-zero if one is blocked
@@ -21,6 +22,8 @@ mirror_ip=10.89.77.2
 mirror_image="${CHUTES_LAB_MIRROR_IMAGE:-localhost/chutes-miner-lab-mirror:bookworm}"
 declare -A node_ips=([cpu-0]=10.89.77.10 [gpu-0]=10.89.77.11 [gpu-1]=10.89.77.12)
 nodes=(cpu-0 gpu-0 gpu-1)
+# What a node needs to run a kubelet (one flag per line; comments explain each).
+mapfile -t kubelet_node_args < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/kubelet-node.args")
 state_dir="$CHUTES_LAB_DIR/lab"
 ssh_opts=(-i "$CHUTES_LAB_KEY" -o BatchMode=yes -o ConnectTimeout=3 -o LogLevel=ERROR
   -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null)
@@ -41,12 +44,15 @@ on_node() { ssh "${ssh_opts[@]}" "root@${node_ips[$1]}" "${@:2}"; }
 running() { [[ "$(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" == true ]]; }
 
 start_container() { # name ip image [extra podman args...]
-  local name="$1" ip="$2" image="$3"
+  local name="$1" ip="$2" image="$3" spec
   shift 3
+  # The image and the extra flags, as a label: a container started from another
+  # image or with other flags is recreated (with its anonymous volumes).
+  spec="$( (podman image inspect --format '{{.Id}}' "$image"; printf '%s\n' "$@") | sha256sum | cut -c1-12)"
   if podman container exists "$name" &&
-    [[ "$(podman inspect --format '{{.Image}}' "$name")" != "$(podman image inspect --format '{{.Id}}' "$image")" ]]; then
-    log "$name runs an older $image: recreating it"
-    podman rm -f -t 2 "$name" >/dev/null
+    [[ "$(podman inspect --format '{{index .Config.Labels "chutes-miner-lab.spec"}}' "$name")" != "$spec" ]]; then
+    log "$name runs an older $image or other settings: recreating it"
+    podman rm -f -v -t 2 "$name" >/dev/null
   fi
   if running "$name"; then
     return 0
@@ -60,7 +66,7 @@ start_container() { # name ip image [extra podman args...]
   IFS=. read -ra octets <<<"$ip"
   mac="$(printf '02:42:%02x:%02x:%02x:%02x' "${octets[@]}")"
   podman run -d --name "$name" --hostname "$name" --network "$network" --ip "$ip" --mac-address "$mac" \
-    --privileged --systemd=always --label "$label" --stop-timeout 2 \
+    --privileged --systemd=always --label "$label" --label "chutes-miner-lab.spec=$spec" --stop-timeout 2 \
     -v "$CHUTES_LAB_KEY.pub:/root/.ssh/authorized_keys:ro" "$@" "$image" >/dev/null 9>&-
   log "started $name ($ip)"
 }
@@ -79,8 +85,9 @@ wait_for() { # description tries command...
 mirror_ready() {
   curl -fsS -o /dev/null "http://$mirror_ip:5000/v2/" &&
     curl -fsS -o /dev/null "http://$mirror_ip:8081/simple/" &&
+    curl -fsS -o /dev/null "http://$mirror_ip:8082/" &&
     curl -sS -o /dev/null "http://$mirror_ip:3142/" &&
-    podman exec "$mirror_name" sh -c 'for u in apt-cacher-ng docker-registry dnsmasq chrony lab-pypi; do systemctl is-active -q $u || exit 1; done'
+    podman exec "$mirror_name" sh -c 'for u in apt-cacher-ng docker-registry dnsmasq chrony lab-pypi lab-release; do systemctl is-active -q $u || exit 1; done'
 }
 
 cmd_nodes() {
@@ -93,9 +100,15 @@ cmd_nodes() {
     podman network create --subnet "$subnet" --gateway "$gateway" --label "$label" "$network" >/dev/null
     log "created network $network ($subnet)"
   fi
-  start_container "$mirror_name" "$mirror_ip" "$mirror_image"
+  # The binary repository: the release tree of tests/lab/k8s/build.sh, read-only
+  # (never copied into the image). Without a build the mirror serves an empty tree.
+  local mirror_args=()
+  if [[ -n "${CHUTES_K8S_DIR:-}" && -d "$CHUTES_K8S_DIR/release" ]]; then
+    mirror_args+=(--volume "$CHUTES_K8S_DIR/release:/srv/release:ro")
+  fi
+  start_container "$mirror_name" "$mirror_ip" "$mirror_image" "${mirror_args[@]}"
   for n in "${nodes[@]}"; do
-    start_container "$n" "${node_ips[$n]}" "$CHUTES_LAB_IMAGE" --dns "$mirror_ip"
+    start_container "$n" "${node_ips[$n]}" "$CHUTES_LAB_IMAGE" --dns "$mirror_ip" "${kubelet_node_args[@]}"
   done
   wait_for "the mirror services" 120 mirror_ready
   local pids=()
@@ -112,6 +125,9 @@ cmd_nodes() {
 cmd_up() {
   local start end rc
   start=$(date +%s)
+  # The binary repository the nodes install Kubernetes from (cached; a no-op when current).
+  CHUTES_K8S_DIR="$("$here/k8s/build.sh" | tail -1)"
+  export CHUTES_K8S_DIR
   cmd_nodes
   exec 9>&- # release the lock: the playbook run is the operator's
   mkdir -p "$state_dir"
@@ -125,6 +141,9 @@ cmd_up() {
     ansible-playbook -i inventories/lab playbooks/site.yml --skip-tags chutes_summary "$@"
   rc=$?
   if ((rc == 0)); then
+    cmd_smoke || rc=$?
+  fi
+  if ((rc == 0)); then
     ANSIBLE_LOG_PATH="$state_dir/site.log" ANSIBLE_DISPLAY_SKIPPED_HOSTS=false \
       ansible-playbook -i inventories/lab playbooks/summary.yml || rc=$?
   fi
@@ -134,13 +153,76 @@ cmd_up() {
   return "$rc"
 }
 
+# A pod on every node from the lab's pinned busybox image (pulled through the
+# nodes' certs.d mirror configuration), each pinging the others' pod addresses
+# across nodes. Idempotent: pods that already run are left alone.
+smoke_ns=lab-smoke
+smoke_image=docker.io/library/busybox:1.35.0
+kubeconfig=/etc/chutes-miner/kubeconfig/admin.conf # k8s_binaries_kubeconfig (the primary's)
+
+smoke_manifest() {
+  local n
+  printf 'apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n' "$smoke_ns"
+  for n in "${nodes[@]}"; do
+    cat <<YAML
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: smoke-$n, namespace: $smoke_ns, labels: {app: lab-smoke}}
+spec:
+  nodeSelector: {kubernetes.io/hostname: $n}
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: app
+      image: $smoke_image
+      imagePullPolicy: IfNotPresent
+      command: ["/bin/sh", "-c", "echo smoke pod on \$(hostname); exec sleep 2147483647"]
+YAML
+  done
+}
+
+cmd_smoke() {
+  local kc="kubectl --kubeconfig $kubeconfig" out n ip
+  on_node cpu-0 "test -r $kubeconfig" || { echo "lab: no kubeconfig on cpu-0 ($kubeconfig): is Kubernetes installed?" >&2; return 1; }
+  # A pod spec cannot change in place: when the manifest changed, recreate the pods.
+  if ! out="$(smoke_manifest | on_node cpu-0 "$kc apply -f -" 2>&1)"; then
+    on_node cpu-0 "$kc -n $smoke_ns delete pod -l app=lab-smoke --wait=true" >/dev/null
+    out="$(smoke_manifest | on_node cpu-0 "$kc apply -f -")"
+  fi
+  grep -v ' unchanged$' <<<"$out" | sed 's/^/lab: smoke: /' || true
+  if ! on_node cpu-0 "$kc -n $smoke_ns wait --for=condition=Ready pod -l app=lab-smoke --timeout=180s" >/dev/null; then
+    on_node cpu-0 "$kc -n $smoke_ns get pods -o wide; $kc -n $smoke_ns get events --sort-by=.lastTimestamp | tail -20" >&2
+    echo "lab: smoke pods did not become Ready" >&2
+    return 1
+  fi
+  local -A pod_ips=()
+  while read -r n ip; do pod_ips[$n]="$ip"; done < <(on_node cpu-0 \
+    "$kc -n $smoke_ns get pods -l app=lab-smoke -o jsonpath='{range .items[*]}{.spec.nodeName} {.status.podIP}{\"\\n\"}{end}'")
+  local failed=0 peer reach
+  printf '%-8s %-16s %-13s %s\n' NODE POD "POD IP" "PINGS OTHER NODES' PODS"
+  for n in "${nodes[@]}"; do
+    reach=()
+    for peer in "${nodes[@]}"; do
+      [[ "$peer" == "$n" ]] && continue
+      if on_node cpu-0 "$kc -n $smoke_ns exec smoke-$n -- ping -c 1 -W 3 ${pod_ips[$peer]:-none}" >/dev/null 2>&1; then
+        reach+=("$peer:ok")
+      else
+        reach+=("$peer:FAILED")
+        failed=1
+      fi
+    done
+    printf '%-8s %-16s %-13s %s\n' "$n" "smoke-$n" "${pod_ips[$n]:--}" "${reach[*]}"
+  done
+  ((failed == 0)) || { echo "lab: pods on different nodes cannot reach each other" >&2; return 1; }
+}
+
 cmd_down() {
   lock
   local ids
   ids="$(podman ps -aq --filter "label=$label")"
   if [[ -n "$ids" ]]; then
     # shellcheck disable=SC2086 # one id per word
-    podman rm -f -t 2 $ids 2>&1 >/dev/null | grep -v 'resorting to SIGKILL' >&2 || true
+    podman rm -f -v -t 2 $ids 2>&1 >/dev/null | grep -v 'resorting to SIGKILL' >&2 || true
     log "removed containers: $(echo "$ids" | wc -l)"
   fi
   if podman network exists "$network"; then
@@ -156,7 +238,7 @@ cmd_status() {
   if running "$mirror_name"; then
     local s
     for s in "apt-cacher-ng http://$mirror_ip:3142/debian/" "registry http://$mirror_ip:5000/v2/_catalog" \
-      "pypi http://$mirror_ip:8081/simple/"; do
+      "pypi http://$mirror_ip:8081/simple/" "binaries http://$mirror_ip:8082/kubernetes/"; do
       printf '%-14s %s %s\n' "${s%% *}" "${s#* }" \
         "$(curl -s -o /dev/null -w '%{http_code}' "${s#* }" || true)"
     done
@@ -189,9 +271,10 @@ cmd_dns_audit() {
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   nodes) cmd_nodes ;;
+  smoke) cmd_smoke ;;
   down) cmd_down ;;
   status) cmd_status ;;
   dns-audit) cmd_dns_audit ;;
   is-up) [[ -n "$(podman ps -aq --filter "label=$label")" ]] ;;
-  *) sed -n '2,9p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,10p' "$0" >&2; exit 2 ;;
 esac

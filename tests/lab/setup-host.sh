@@ -45,6 +45,16 @@ CONF
 if [[ ! -f "$CONTAINERS_CONF" ]] || [[ "$(cat "$CONTAINERS_CONF")" != "$conf" ]]; then
   printf '%s\n' "$conf" >"$CONTAINERS_CONF"
 fi
+# Every root process of every container shares this kernel's inotify instance limit
+# (128 by default): systemd, containerd, kubelet and kube-proxy in each lab node use
+# several, and kube-proxy dies with "too many open files" when they run out
+# (tests/lab/README.md, "Kubernetes nodes"). Raise the limits, never lower them.
+for kv in fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288; do
+  if (($(sysctl -n "${kv%=*}") < ${kv#*=})); then
+    echo "setup-host: sysctl $kv"
+    sysctl -q -w "$kv"
+  fi
+done
 if [[ ! -f "$CHUTES_LAB_KEY" ]]; then
   ssh-keygen -q -t ed25519 -N '' -C chutes-miner-lab -f "$CHUTES_LAB_KEY"
 fi
