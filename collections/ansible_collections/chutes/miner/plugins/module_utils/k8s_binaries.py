@@ -210,7 +210,7 @@ def _check_scalars(settings: dict[str, Any], out: list[dict[str, str]]) -> None:
             _problem(
                 "all",
                 "k8s_binaries_checksums must be a mapping of artifact name to sha256.",
-                "k8s_binaries_checksums 必须是“制品名: sha256”的字典。",
+                "k8s_binaries_checksums 必须是「制品名: sha256」的字典。",
             )
         )
     else:

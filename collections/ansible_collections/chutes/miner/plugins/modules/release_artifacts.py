@@ -1,24 +1,9 @@
 #!/usr/bin/python
-# Copyright: chutes.miner developers
-# MIT License
+# Copyright: (c) 2026, chutes.miner developers
+# MIT License (see LICENSE in the collection root)
 """Download release artifacts, verify every sha256, and only then install any of them."""
 
 from __future__ import annotations
-
-import hashlib
-import json
-import os
-import re
-import tarfile
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 module: release_artifacts
@@ -137,6 +122,21 @@ current:
   returned: always
 """
 
+import hashlib
+import json
+import os
+import re
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
 T = TypeVar("T")
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _CHUNK = 1 << 20
@@ -146,7 +146,7 @@ class ArtifactError(Exception):
     """Problems that stop the run before anything is installed: (English, Chinese) pairs."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(en for en, _ in problems))
+        super().__init__("; ".join(pair[0] for pair in problems))
         self.problems = problems
 
 
@@ -238,10 +238,14 @@ def _open(url: str, timeout: int) -> Any:
     if url.startswith("file:"):
         path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
         return open(path, "rb")  # noqa: SIM115  # closed by the caller's with-block
-    request = urllib.request.Request(
-        url, headers={"User-Agent": "chutes.miner.release_artifacts/1"}
+    # Redirects and proxies as urllib handles them; the body as sent; no ~/.netrc credentials.
+    return open_url(
+        url,
+        timeout=timeout,
+        http_agent="chutes.miner.release_artifacts/1",
+        decompress=False,
+        use_netrc=False,
     )
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310  # http(s) only
 
 
 def _describe(exc: Exception) -> str:
@@ -255,7 +259,7 @@ def _describe(exc: Exception) -> str:
 def _retrying(url: str, timeout: int, retries: int, read: Callable[[Any], T]) -> T:
     """``read`` the opened ``url``, up to ``retries`` times; a 404 is final."""
     last: Exception | None = None
-    for _ in range(max(1, retries)):
+    for _attempt in range(max(1, retries)):
         try:
             with _open(url, timeout) as resp:
                 return read(resp)
