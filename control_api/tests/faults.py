@@ -64,9 +64,17 @@ class FreezableProxy:
     ) -> None:
         self._closed = True
         self._flowing.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close() does not)
+        except OSError:
+            pass
         self._listener.close()
         with self._lock:
             for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the pumps' recv()
+                except OSError:
+                    pass
                 sock.close()
 
     def freeze(self) -> None:
