@@ -17,8 +17,9 @@ from typing import Any
 DOCUMENTED = {"module", "filter", "test", "lookup", "inventory", "callback", "connection"}
 
 
-# The one warning allowed: Galaxy mentions every ignore file. Ours holds only the GPLv3 header
-# check, which does not apply to an MIT collection (test_galaxy_metadata.py keeps it that way).
+# The one warning allowed: Galaxy mentions every ignore file. Each entry of ours says why it is
+# there (test_galaxy_metadata.py checks that); most are the GPLv3 header check, which does not
+# apply to an MIT collection.
 IGNORE_FILE_WARNING = "WARNING: Ignore files skip ansible-test sanity tests, found ignore-"
 
 

@@ -29,8 +29,10 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Reads and prints only, so check mode runs it as usual.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff to show.
 """
 
 EXAMPLES = r"""

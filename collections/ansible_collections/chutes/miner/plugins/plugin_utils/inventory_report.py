@@ -74,7 +74,7 @@ def group(problems: Iterable[Mapping[str, Any]]) -> list[tuple[list[str], Mappin
     rows: dict[tuple[str, ...], tuple[list[str], Mapping[str, Any]]] = {}
     for p in problems:
         key = tuple(str(p.get(k, "")) for k in ("code", "var", "en", "zh", "fix_en", "fix_zh"))
-        hosts, _ = rows.setdefault(key, ([], p))
+        hosts, _first = rows.setdefault(key, ([], p))
         for host in str(p.get("host", "")).split(", "):
             if host not in hosts:
                 hosts.append(host)

@@ -217,7 +217,7 @@ def _candidates(
     members = {g: {str(h) for h in groups.get(g) or []} for g in CHUTES_GROUPS}
     names = set().union(*members.values())
     if compat:
-        for host, (_, present) in views.items():
+        for host, (_view, present) in views.items():
             if any(flag in present for flag in FLAGS):
                 names.add(host)
     return sorted(names), members
@@ -488,7 +488,7 @@ def _network(ctx: Context, var: str, default: str) -> tuple[Any, bool]:
 
 
 def rule_wireguard_addresses(ctx: Context) -> None:
-    network, _ = _network(ctx, "wireguard_network", WIREGUARD_NETWORK)
+    network, _is_default = _network(ctx, "wireguard_network", WIREGUARD_NETWORK)
     owners: dict[str, list[str]] = {}
     shown_net = "?" if network is INVALID else str(network)
     for host in ctx.hosts:
@@ -546,8 +546,8 @@ def rule_address_plan(ctx: Context) -> None:
                     what=f"{en}es ({special})",
                     what_zh=f"{zh}（{special}）",
                 )
-    for index, (var, network, note, _, _) in enumerate(nets):
-        for other, other_network, other_note, _, _ in nets[index + 1 :]:
+    for index, (var, network, note, _purpose, _purpose_zh) in enumerate(nets):
+        for other, other_network, other_note, _other_purpose, _other_zh in nets[index + 1 :]:
             if network.overlaps(other_network):
                 ctx.add(
                     "networks_overlap",

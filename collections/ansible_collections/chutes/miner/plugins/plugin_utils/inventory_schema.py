@@ -479,7 +479,7 @@ def Network(low: int, high: int, example: str) -> Str:  # noqa: N802
         f"an IPv4 network in CIDR form (network address, prefix /{low}-/{high}), e.g. {example}",
         f"CIDR 形式的 IPv4 网段（网络地址，前缀 /{low}-/{high}），例如 {example}",
         test=network_test(low, high),
-        convert=lambda text: ipaddress.IPv4Network(text),
+        convert=ipaddress.IPv4Network,
     )
 
 

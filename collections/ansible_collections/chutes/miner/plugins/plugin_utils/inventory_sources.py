@@ -43,7 +43,7 @@ class _StrictLoader(_BaseLoader):  # type: ignore[misc]
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[str] = set()
-        for key_node, _ in node.value:
+        for key_node, _value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
                 if key_node.value in seen:
                     self.duplicates.append((key_node.start_mark.line + 1, key_node.value))
@@ -175,7 +175,7 @@ def _duplicates(file: Path) -> list[Problem]:
     if text is None:
         return []
     try:
-        _, duplicates = load_strict(text)
+        duplicates = load_strict(text)[1]
     except yaml.YAMLError:
         return []  # Ansible itself stops on an unparsable vars file
     return [

@@ -65,7 +65,7 @@ class Var:
 
 
 def _ss58(en: str, zh: str) -> Str:
-    return Str(en, zh, test=lambda text: ss58_valid(text))
+    return Str(en, zh, test=ss58_valid)
 
 
 _HOTKEY = _ss58(
