@@ -33,10 +33,13 @@ export PATH="$venv/bin:$work/python:$PATH"
 # Not the repository's ansible.cfg: it puts the source tree on the collections path.
 : >"$work/ansible.cfg"
 export ANSIBLE_CONFIG="$work/ansible.cfg"
+# Nor tests/lab/env.sh's collections path: with the source tree on it, `collection install`
+# finds chutes.miner already installed and installs nothing.
+unset ANSIBLE_COLLECTIONS_PATH ANSIBLE_COLLECTIONS_PATHS
 
 ansible-galaxy collection build --output-path "$work/dist" "$collection" >/dev/null
 tarball=$(echo "$work"/dist/chutes-miner-*.tar.gz)
-ansible-galaxy collection install --offline --no-deps -p "$work/installed" "$tarball" >/dev/null
+ansible-galaxy collection install --force --offline --no-deps -p "$work/installed" "$tarball" >/dev/null
 installed=$work/installed/ansible_collections/chutes/miner
 
 pip_version=$(python -c 'import types
