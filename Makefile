@@ -8,10 +8,17 @@ STAMP := $(VENV)/.installed
 COLLECTION := collections/ansible_collections/chutes/miner
 PY_PACKAGES := $(wildcard control_api/pyproject.toml graval/pyproject.toml)
 
-.PHONY: help venv host services k8s-bin image lint sanity pytest molecule test lab lab-down collection-build timings clean
+# Operator targets act on this inventory: make deploy INVENTORY=inventories/mycluster
+INVENTORY ?= inventories/example
+PLAYBOOK := $(VENV)/bin/ansible-playbook -i $(INVENTORY)
+
+.PHONY: help venv host services k8s-bin image lint sanity pytest molecule test lab lab-down collection-build \
+	validate deploy add-node clean
 
 help:
-	@echo "make venv      - Python toolchain (ansible bundle, molecule, linters) from PyPI"
+	@echo "make help      - this list"
+	@echo "make venv      - Python toolchain (ansible bundle, molecule, linters, galaxy-importer) from PyPI"
+	@echo "make host      - prepare this machine for the podman lab (tests/lab/setup-host.sh)"
 	@echo "make lab       - build the lab image, start cpu-0/gpu-0/gpu-1 + mirror host, run playbooks/site.yml"
 	@echo "make lab-down  - remove every container, network and file the lab created"
 	@echo "make k8s-bin   - build Kubernetes, etcd, containerd, runc, CNI from Go modules (cached)"
@@ -23,6 +30,11 @@ help:
 	@echo "make molecule  - every Molecule scenario on lab nodes"
 	@echo "make collection-build - the collection tarball in .cache/dist"
 	@echo "make test      - lint + sanity + pytest + molecule (what CI runs)"
+	@echo "make clean     - lab-down, then remove .cache"
+	@echo "operator (INVENTORY=inventories/<yours>, default inventories/example):"
+	@echo "make validate  - check the inventory on the controller, every problem at once (EN/中文)"
+	@echo "make deploy    - playbooks/site.yml on the inventory (validates first)"
+	@echo "make add-node NODE=<name> - after adding the node to the inventory: check it is there, then deploy"
 
 $(STAMP): requirements-dev.txt $(PY_PACKAGES)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -85,6 +97,19 @@ lab-down:
 collection-build: $(STAMP)
 	mkdir -p .cache/dist
 	$(VENV)/bin/ansible-galaxy collection build --force --output-path .cache/dist $(COLLECTION)
+
+validate: $(STAMP)
+	$(PLAYBOOK) playbooks/validate.yml
+
+deploy: $(STAMP)
+	$(PLAYBOOK) playbooks/site.yml
+
+# A node joins by an inventory edit and a run on the whole network: WireGuard peers change on
+# every node (wg syncconf, no tunnel is cut), so there is no --limit.
+add-node: $(STAMP)
+	@test -n "$(NODE)" || { echo "usage: make add-node NODE=<inventory name> [INVENTORY=...]"; exit 2; }
+	$(VENV)/bin/ansible-inventory -i $(INVENTORY) --host $(NODE) >/dev/null
+	$(PLAYBOOK) playbooks/site.yml
 
 clean: lab-down
 	rm -rf .cache
