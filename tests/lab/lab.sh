@@ -22,7 +22,8 @@ mirror_ip=10.89.77.2
 mirror_image="${CHUTES_LAB_MIRROR_IMAGE:-localhost/chutes-miner-lab-mirror:bookworm}"
 declare -A node_ips=([cpu-0]=10.89.77.10 [gpu-0]=10.89.77.11 [gpu-1]=10.89.77.12)
 nodes=(cpu-0 gpu-0 gpu-1)
-# What a node needs to run a kubelet: each line that starts with "--" is one flag.
+# What a node needs to run a kubelet: each line that starts with "--" is one flag
+# (given after start_container's own, so its --systemd=false wins).
 mapfile -t kubelet_node_args < <(grep -o '^--[^[:space:]]*' "$here/kubelet-node.args")
 state_dir="$CHUTES_LAB_DIR/lab"
 ssh_opts=(-i "$CHUTES_LAB_KEY" -o BatchMode=yes -o ConnectTimeout=3 -o LogLevel=ERROR
