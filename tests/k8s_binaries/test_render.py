@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s_binaries.conftest import HOSTS, HOTKEY, POD_CIDRS, ROLE, Render
+from tests.k8s_binaries.conftest import HOSTS, HOTKEY, LAB_MIRRORS, POD_CIDRS, ROLE, Render
 
 NODES = list(HOSTS)
 
@@ -80,6 +80,18 @@ def test_downloads_go_through_the_mirrors_and_only_where_needed() -> None:
 def test_without_mirrors_the_upstream_urls_are_used() -> None:
     arts = Render("gpu-1", {"mirrors_effective": {}}).var("__k8s_binaries_my_artifacts")
     assert arts[0]["url"].startswith("https://dl.k8s.io/release/v1.34.4/bin/linux/amd64/")
+
+
+def test_run_alone_it_reads_the_mirrors_roles_local_fact() -> None:
+    """playbooks/kubernetes.yml on its own: no mirrors_effective in this run, but the fact file
+    the mirrors role left on the host (ansible_local.chutes_mirrors) says the same."""
+    facts = {"architecture": "x86_64", "ansible_local": {"chutes_mirrors": LAB_MIRRORS}}
+    r = Render("gpu-1", {"ansible_facts": facts})
+    r.templar.available_variables = {
+        k: v for k, v in r.templar.available_variables.items() if k != "mirrors_effective"
+    }
+    arts = r.var("__k8s_binaries_my_artifacts")
+    assert arts[0]["url"] == "http://10.89.77.2:8082/kubernetes/v1.34.4/bin/linux/amd64/kubelet"
 
 
 def test_control_plane_units() -> None:
