@@ -42,7 +42,19 @@ lock() {
 # shellcheck disable=SC2029 # the command is meant to run on the node
 on_node() { ssh "${ssh_opts[@]}" "root@${node_ips[$1]}" "${@:2}"; }
 
-running() { [[ "$(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" == true ]]; }
+# Running for real: podman's record says so and the container's process exists.
+running() {
+  local state
+  state="$(podman inspect --format '{{.State.Running}} {{.State.Pid}}' "$1" 2>/dev/null)" || return 1
+  [[ "$state" == "true "* && "${state#true }" -gt 0 ]] && kill -0 "${state#true }" 2>/dev/null
+}
+
+# Podman's record says "running" but the process is gone: it was killed from outside podman
+# (a CI job or a session torn down with everything in it). Such a container can be neither
+# exec'd into nor started; it must be removed and created again.
+stale() {
+  [[ "$(podman inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" == true ]] && ! running "$1"
+}
 
 start_container() { # name ip image [extra podman args...]
   local name="$1" ip="$2" image="$3" spec
@@ -50,6 +62,10 @@ start_container() { # name ip image [extra podman args...]
   # The image and the extra flags, as a label: a container started from another
   # image or with other flags is recreated (with its anonymous volumes).
   spec="$( (podman image inspect --format '{{.Id}}' "$image"; printf '%s\n' "$@") | sha256sum | cut -c1-12)"
+  if stale "$name"; then
+    log "$name is recorded as running but its process is gone: recreating it"
+    podman rm -f -v -t 2 "$name" >/dev/null 2>&1 || true
+  fi
   if podman container exists "$name" &&
     [[ "$(podman inspect --format '{{index .Config.Labels "chutes-miner-lab.spec"}}' "$name")" != "$spec" ]]; then
     log "$name runs an older $image or other settings: recreating it"
