@@ -1,39 +1,21 @@
 """A stand-in validator for the scheduler's HTTP calls (aiohttp on 127.0.0.1, own thread):
 chute objects, launch configs, instance and job releases, metrics stream, utilization and
-rolling updates. D2 signatures are checked with bittensor-wallet directly, not with the code
-under test."""
+rolling updates. D2 signatures are checked by tests/contract_sig.py (bittensor-wallet
+directly, not the code under test)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from bittensor_wallet import Keypair
 
+from tests.contract_sig import d2_valid
 from tests.standins import free_port
-
-
-def d2_ok(request: web.Request, miner: str, purpose: str) -> bool:
-    h = request.headers
-    hotkey, nonce, sig = (
-        h.get("X-Chutes-Hotkey", ""),
-        h.get("X-Chutes-Nonce", ""),
-        h.get("X-Chutes-Signature", ""),
-    )
-    if hotkey != miner or not nonce.isdigit() or abs(time.time() - int(nonce)) >= 600:
-        return False
-    try:
-        signature = bytes.fromhex(sig)
-    except ValueError:
-        return False
-    message = f"{hotkey}:{nonce}:{purpose}".encode()
-    return bool(Keypair(ss58_address=hotkey).verify(message, signature))
 
 
 @dataclass
@@ -64,7 +46,7 @@ class MinerApiStandin:
         if self.state.fail_next > 0:
             self.state.fail_next -= 1
             return web.json_response({"detail": "busy"}, status=503)
-        if not d2_ok(request, self.miner, purpose):
+        if not d2_valid(request.headers, self.miner, purpose):
             self.state.bad_signatures.append(request.path)
             return web.json_response({"detail": "bad signature"}, status=401)
         return None

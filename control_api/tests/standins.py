@@ -1,5 +1,6 @@
 """Stand-ins for the validator (HTTP + socket.io) and GraVal bootstrap, served by aiohttp on
-127.0.0.1 in a background thread, and an in-memory stand-in for Kubernetes."""
+127.0.0.1 in a background thread, and an in-memory stand-in for Kubernetes. Signatures are
+checked by tests/contract_sig.py (bittensor-wallet directly, not the API's signing code)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from control_api.clients.k8s import (
     NodeInfo,
     build_kubeconfig,
 )
-from control_api.services.signing import body_hash, d1_message, d2_message, verify
+
+from tests.contract_sig import d1_valid, d2_valid, sha256_hex
 
 STANDIN_CA = b"-----BEGIN CERTIFICATE-----\nc3RhbmQtaW4=\n-----END CERTIFICATE-----\n"
 
@@ -76,19 +78,7 @@ class StandinValidator:
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
     def _check_d2(self, request: web.Request, x: str) -> bool:
-        h = request.headers
-        hotkey, nonce, sig = (
-            h.get("X-Chutes-Hotkey", ""),
-            h.get("X-Chutes-Nonce", ""),
-            h.get("X-Chutes-Signature", ""),
-        )
-        ok = (
-            hotkey == self.miner
-            and nonce.isdigit()
-            and abs(time.time() - int(nonce)) < 600
-            and len(sig) == 128
-            and verify(hotkey, d2_message(hotkey, nonce, x), bytes.fromhex(sig))
-        )
+        ok = d2_valid(request.headers, self.miner, x)
         if not ok:
             self.state.auth_errors.append(request.path)
         return ok
@@ -98,7 +88,7 @@ class StandinValidator:
 
     async def register(self, request: web.Request) -> web.Response:
         raw = await request.read()
-        if not self._check_d2(request, body_hash(raw)):
+        if not self._check_d2(request, sha256_hex(raw)):
             return web.json_response({"detail": "bad signature"}, status=401)
         body = json.loads(raw)
         self.state.registered.append(body)
@@ -126,10 +116,8 @@ class StandinValidator:
         return web.json_response({"node_id": gpu_id, "deleted": True})
 
     async def devices(self, request: web.Request) -> web.Response:
-        h = request.headers
-        nonce, sig = h.get("X-Chutes-Nonce", ""), h.get("X-Chutes-Signature", "")
-        msg = d1_message(self.miner, self.miner, nonce, "graval")
-        if h.get("X-Chutes-Miner") != self.miner or not verify(self.miner, msg, bytes.fromhex(sig)):
+        if not d1_valid(request.headers, self.miner, self.miner, "graval"):
+            self.state.auth_errors.append(request.path)
             return web.json_response({"detail": "unauthorized"}, status=401)
         return web.json_response({"devices": self.state.devices})
 
@@ -147,14 +135,7 @@ class StandinValidator:
         async def authenticate(sid: str, data: dict[str, Any]) -> None:
             self.state.socket_auths.append(data)
             self.state.socket_auth_at.append(time.monotonic())
-            hotkey = data.get("X-Chutes-Hotkey", "")
-            nonce = data.get("X-Chutes-Nonce", "")
-            sig = data.get("X-Chutes-Signature", "")
-            ok = (
-                not self.state.reject_socket_auth
-                and hotkey == self.miner
-                and verify(hotkey, d2_message(hotkey, nonce, "sockets"), bytes.fromhex(sig))
-            )
+            ok = not self.state.reject_socket_auth and d2_valid(data, self.miner, "sockets")
             if ok:
                 await self.sio.enter_room(sid, "miners")
                 await self.sio.emit("auth_success", {"message": "Authenticated"}, to=sid)
