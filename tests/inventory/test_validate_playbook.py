@@ -10,6 +10,7 @@ connection at all.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -126,6 +127,34 @@ def test_upstream_inventory_passes_validate(tmp_path: Path, listeners: list[sock
     assert "3 upstream GPU host(s) declare no chutes_gpu_model: set to auto" in out
     assert "[WARNING]" not in proc.stderr, proc.stderr
     assert _contacted(listeners) == 0
+
+
+def test_upstream_hosts_join_the_chutes_groups_with_our_names(tmp_path: Path) -> None:
+    """What the later plays see after validation: upstream-flagged hosts in the chutes groups,
+    upstream variable names copied to ours (the add_host step), nothing contacted."""
+    inv = upstream()
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump(inv.to_yaml(), sort_keys=False))
+    seen_path = tmp_path / "seen.json"
+    (tmp_path / "after.yml").write_text(
+        f"- ansible.builtin.import_playbook: {REPO / 'playbooks' / 'validate.yml'}\n"
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.copy:\n"
+        f"        dest: {seen_path}\n"
+        "        content: \"{{ {'gpu': groups['chutes_gpu'] | sort, 'workers':"
+        " groups['chutes_workers'] | sort, 'ip': dict(groups['all'] | sort"
+        " | map('extract', hostvars, 'chutes_external_ip') | map('default', '-')"
+        " | zip(groups['all'] | sort) | map('reverse'))} | to_json }}\"\n"
+    )
+    proc = _playbook(str(tmp_path / "after.yml"), path, REPO, repo_config=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    seen = json.loads(seen_path.read_text())
+    gpu = sorted(h for h, v in inv.hosts.items() if {**inv.cluster, **v}["gpu_enabled"])
+    assert gpu and seen["gpu"] == gpu
+    assert set(gpu) <= set(seen["workers"])
+    for host, values in inv.hosts.items():
+        if "external_ip" in values:
+            assert seen["ip"][host] == values["external_ip"], host
 
 
 def test_broken_inventory_stops_site_before_any_host(
