@@ -10,7 +10,13 @@ import psycopg2
 import pytest
 from control_api.db.migrate import migrate, rollback
 
-ALL = ["0001_schema", "0002_audit_trail", "0003_inventory_version", "0004_gpu_claims"]
+ALL = [
+    "0001_schema",
+    "0002_audit_trail",
+    "0003_inventory_version",
+    "0004_gpu_claims",
+    "0005_inventory_changes",
+]
 
 UPSTREAM_SCHEMA = """
 CREATE TABLE chutes (chute_id varchar PRIMARY KEY, validator varchar, name varchar,

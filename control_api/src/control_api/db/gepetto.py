@@ -5,17 +5,18 @@ Every write is idempotent, so a redelivered event changes nothing the second tim
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from psycopg2.extensions import connection
 
-from control_api.db.queries import inventory_version
+from control_api.db.queries import InventoryVersion, inventory_version
 from control_api.scheduler.model import ChuteView, DeploymentView, ServerView
 from control_api.schemas.gepetto import RemoteChute
 
 UNHEALTHY = ("NotReady", "NoGpuCapacity", "LabelsLost", "Missing", "Deleting")
+_T = TypeVar("_T")
 
 _SERVERS = """
 SELECT s.server_id, s.name, s.validator, s.hourly_cost, s.gpu_count, s.locked, s.status,
@@ -23,23 +24,26 @@ SELECT s.server_id, s.name, s.validator, s.hourly_cost, s.gpu_count, s.locked, s
 FROM servers s LEFT JOIN (
     SELECT server_id, model_short_ref, count(*) FILTER (WHERE verified) AS verified,
            count(*) FILTER (WHERE verified AND deployment_id IS NULL) AS free
-    FROM gpus GROUP BY server_id, model_short_ref
+    FROM gpus {gpus_where} GROUP BY server_id, model_short_ref
 ) g ON g.server_id = s.server_id
-ORDER BY s.server_id
+{where}
+ORDER BY s.server_id COLLATE "C"
 """
 _DEPLOYMENTS = """
 SELECT d.deployment_id, d.chute_id, d.server_id, coalesce(h.n, 0), d.job_id, d.active, d.stub,
        extract(epoch FROM d.created_at), extract(epoch FROM d.verified_at),
        d.terminating_at IS NOT NULL, d.instance_id
 FROM deployments d
-LEFT JOIN (SELECT deployment_id, count(*) AS n FROM gpus WHERE deployment_id IS NOT NULL
+LEFT JOIN (SELECT deployment_id, count(*) AS n FROM gpus WHERE {gpus_where}
            GROUP BY deployment_id) h ON h.deployment_id = d.deployment_id
-ORDER BY d.created_at, d.deployment_id
+{where}
+ORDER BY d.created_at, d.deployment_id COLLATE "C"
 """
 _CHUTES = """
 SELECT chute_id, validator, version, gpu_count, supported_gpus, ban_reason, name, chutes_version
-FROM chutes ORDER BY chute_id
+FROM chutes {where} ORDER BY chute_id COLLATE "C"
 """
+# Ids are ordered by code point ("C"), as Python orders the incrementally updated lists.
 
 
 State = tuple[list[ServerView], list[ChuteView], list[DeploymentView]]
@@ -48,52 +52,70 @@ State = tuple[list[ServerView], list[ChuteView], list[DeploymentView]]
 def read_state(conn: connection, disk: Mapping[str, float | None] | None = None) -> State:
     """Servers (GPU counts per model), chutes (no code) and deployments from one snapshot:
     the caller runs this in a REPEATABLE READ, READ ONLY transaction (`snapshot_tx`)."""
-    servers = _read_servers(conn, disk or {})
+    servers = _with_disk(_read_servers(conn), disk or {})
     return servers, _read_chutes(conn), _read_deployments(conn)
 
 
-def _read_servers(conn: connection, disk: Mapping[str, float | None]) -> list[ServerView]:
+def _with_disk(servers: list[ServerView], disk: Mapping[str, float | None]) -> list[ServerView]:
+    return [_disk_of(s, disk) for s in servers]
+
+
+def _disk_of(server: ServerView, disk: Mapping[str, float | None]) -> ServerView:
+    value = disk.get(server.name)
+    return server if value == server.free_disk_gb else replace(server, free_disk_gb=value)
+
+
+def _read_servers(conn: connection, ids: Collection[str] | None = None) -> list[ServerView]:
+    """All servers, or those of `ids` (gone ones are simply absent); no disk figures."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
+    sql = _SERVERS.format(
+        gpus_where="" if ids is None else "WHERE server_id = ANY(%(ids)s)",
+        where="" if ids is None else "WHERE s.server_id = ANY(%(ids)s)",
+    )
     with conn.cursor() as cur:
-        cur.execute(_SERVERS)
+        cur.execute(sql, {"ids": list(ids or ())})
         for row in cur.fetchall():
             rows.setdefault(row[0], []).append(row)
-        servers = []
-        for server_id, group in rows.items():
-            first = group[0]
-            verified = {r[7]: int(r[8]) for r in group if r[7] is not None}
-            free = {r[7]: int(r[9]) for r in group if r[7] is not None}
-            model = max(verified, key=lambda m: (verified[m], m)) if verified else ""
-            servers.append(
-                ServerView(
-                    server_id=server_id,
-                    name=first[1],
-                    validator=first[2],
-                    hourly_cost=float(first[3]),
-                    gpu_count=int(first[4]),
-                    model=model,
-                    locked=bool(first[5]),
-                    verified_by_model=verified,
-                    free_by_model=free,
-                    free_disk_gb=disk.get(first[1]),
-                    ready=first[6] not in UNHEALTHY,
-                )
+    servers = []
+    for server_id, group in rows.items():
+        first = group[0]
+        verified = {r[7]: int(r[8]) for r in group if r[7] is not None}
+        free = {r[7]: int(r[9]) for r in group if r[7] is not None}
+        model = max(verified, key=lambda m: (verified[m], m)) if verified else ""
+        servers.append(
+            ServerView(
+                server_id=server_id,
+                name=first[1],
+                validator=first[2],
+                hourly_cost=float(first[3]),
+                gpu_count=int(first[4]),
+                model=model,
+                locked=bool(first[5]),
+                verified_by_model=verified,
+                free_by_model=free,
+                ready=first[6] not in UNHEALTHY,
             )
+        )
     return servers
 
 
-def _read_chutes(conn: connection) -> list[ChuteView]:
+def _read_chutes(conn: connection, ids: Collection[str] | None = None) -> list[ChuteView]:
+    sql = _CHUTES.format(where="" if ids is None else "WHERE chute_id = ANY(%(ids)s)")
     with conn.cursor() as cur:
-        cur.execute(_CHUTES)
+        cur.execute(sql, {"ids": list(ids or ())})
         return [
             ChuteView(r[0], r[1], r[2], int(r[3]), tuple(r[4] or ()), r[5], r[6], r[7])
             for r in cur.fetchall()
         ]
 
 
-def _read_deployments(conn: connection) -> list[DeploymentView]:
+def _read_deployments(conn: connection, ids: Collection[str] | None = None) -> list[DeploymentView]:
+    sql = _DEPLOYMENTS.format(
+        gpus_where="deployment_id IS NOT NULL" if ids is None else "deployment_id = ANY(%(ids)s)",
+        where="" if ids is None else "WHERE d.deployment_id = ANY(%(ids)s)",
+    )
     with conn.cursor() as cur:
-        cur.execute(_DEPLOYMENTS)
+        cur.execute(sql, {"ids": list(ids or ())})
         return [
             DeploymentView(
                 deployment_id=r[0],
@@ -112,41 +134,189 @@ def _read_deployments(conn: connection) -> list[DeploymentView]:
         ]
 
 
+CHANGES_LIMIT = 2000  # more change rows than this since the cached version: read everything
+
+
+def _dep_order(d: DeploymentView) -> tuple[float, str]:
+    return d.created_at, d.deployment_id
+
+
+@dataclass(frozen=True)
+class _Cached:
+    """One inventory version, as dicts by id (no disk figures) and as the lists `read`
+    returns (disk figures applied). Never changed: an update makes a new one."""
+
+    version: InventoryVersion
+    servers: dict[str, ServerView]
+    chutes: dict[str, ChuteView]
+    deployments: dict[str, DeploymentView]
+    by_name: dict[str, str]  # server name -> id, for the disk figures
+    disk: dict[str, float | None]
+    shown: dict[str, ServerView]  # servers with `disk` applied
+    state: State
+
+    @classmethod
+    def make(
+        cls,
+        version: InventoryVersion,
+        servers: dict[str, ServerView],
+        chutes: dict[str, ChuteView],
+        deployments: dict[str, DeploymentView],
+        disk: dict[str, float | None],
+        shown: dict[str, ServerView],
+        lists: tuple[list[ChuteView] | None, list[DeploymentView] | None],
+    ) -> _Cached:
+        chute_list = lists[0]
+        if chute_list is None:
+            chute_list = [chutes[k] for k in sorted(chutes)]
+        dep_list = lists[1]
+        if dep_list is None:
+            dep_list = sorted(deployments.values(), key=_dep_order)
+        state = ([shown[k] for k in sorted(shown)], chute_list, dep_list)
+        by_name = {s.name: k for k, s in servers.items()}
+        return cls(version, servers, chutes, deployments, by_name, disk, shown, state)
+
+
 class StateCache:
     """`read_state` that re-reads only what changed. The inventory version (migration 0003:
     bumped by every committed change to servers, GPUs, deployments or chutes) says whether
-    anything did; the chutes, which change rarely, are re-read only when their count or
-    newest `updated_at` moved. Everything is read in the caller's REPEATABLE READ
-    transaction, so a hit and a miss see the same consistent state. Thread-safe."""
+    anything did, and the change log of migration 0005 which servers, deployments and chutes:
+    only those rows are read again and patched into a copy of the cached state. Everything is
+    read in the caller's REPEATABLE READ transaction, so a hit, an update and a full read see
+    the same consistent state. A full read happens at the first call, after a TRUNCATE, when
+    the log was pruned past the cached version, or when more than CHANGES_LIMIT rows changed.
+    Disk figures are applied again only to the servers whose figure changed. Thread-safe; a
+    reader whose snapshot is older than the cached state reads everything and keeps the
+    newer state cached."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._key: tuple[Any, ...] | None = None
-        self._state: State | None = None
-        self._chutes_key: tuple[Any, ...] | None = None
-        self._chutes: list[ChuteView] = []
-        self.hits = self.misses = 0
+        self._cached: _Cached | None = None
+        self.hits = self.updates = self.misses = 0
 
     def read(self, conn: connection, disk: Mapping[str, float | None] | None = None) -> State:
-        disk = disk or {}
-        key = (inventory_version(conn), tuple(sorted(disk.items())))
+        figures = dict(disk or {})
+        version = inventory_version(conn)
         with self._lock:
-            if key == self._key and self._state is not None:
+            cached = self._cached
+        if cached is not None and cached.version == version:
+            if cached.disk != figures:
+                cached = self._keep(_patch(conn, cached, version, _NOTHING, figures))
+            with self._lock:
                 self.hits += 1
-                return self._state
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*), max(updated_at) FROM chutes")
-            chutes_key = cur.fetchone()
+            return cached.state
+        changes = None
+        if cached is not None and cached.version[0] == version[0]:
+            if cached.version[1] < version[1]:
+                changes = _changes(conn, cached.version[1], version[1])
+        if changes is None or cached is None:
+            fresh = _full(conn, version, figures)
+            with self._lock:
+                self.misses += 1
+        else:
+            fresh = _patch(conn, cached, version, changes, figures)
+            with self._lock:
+                self.updates += 1
+        return self._keep(fresh).state
+
+    def _keep(self, fresh: _Cached) -> _Cached:
         with self._lock:
-            chutes = self._chutes if chutes_key == self._chutes_key else None
-        if chutes is None:
-            chutes = _read_chutes(conn)
-        state = (_read_servers(conn, disk), chutes, _read_deployments(conn))
-        with self._lock:
-            self.misses += 1
-            self._key, self._state = key, state
-            self._chutes_key, self._chutes = chutes_key, chutes
-        return state
+            old = self._cached
+            if old is None or old.version[0] != fresh.version[0]:
+                self._cached = fresh
+            elif old.version[1] <= fresh.version[1]:
+                self._cached = fresh
+        return fresh
+
+
+Changes = Mapping[str, Collection[str]]  # kind ('s', 'd', 'c') -> ids
+_NOTHING: Changes = {"s": (), "d": (), "c": ()}
+
+
+def _changes(conn: connection, since: int, upto: int) -> Changes | None:
+    """The ids changed by versions since+1..upto, or None when the log cannot say (a
+    TRUNCATE, versions pruned or older than migration 0005, more than CHANGES_LIMIT rows)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT version, kind, key FROM inventory_changes WHERE version > %s LIMIT %s",
+            (since, CHANGES_LIMIT + 1),
+        )
+        rows = cur.fetchall()
+    if len(rows) > CHANGES_LIMIT or len({r[0] for r in rows}) != upto - since:
+        return None
+    out: dict[str, set[str]] = {"s": set(), "d": set(), "c": set()}
+    for _, kind, key in rows:
+        if kind not in out:
+            return None
+        out[kind].add(key)
+    return out
+
+
+def _full(conn: connection, version: InventoryVersion, figures: dict[str, float | None]) -> _Cached:
+    servers = {s.server_id: s for s in _read_servers(conn)}
+    chutes = _read_chutes(conn)
+    deps = _read_deployments(conn)
+    return _Cached.make(
+        version,
+        servers,
+        {c.chute_id: c for c in chutes},
+        {d.deployment_id: d for d in deps},
+        figures,
+        {k: _disk_of(s, figures) for k, s in servers.items()},
+        (chutes, deps),
+    )
+
+
+def _patched(
+    rows: Iterable[_T], key: Callable[[_T], str], ids: Collection[str], old: dict[str, _T]
+) -> dict[str, _T]:
+    new = dict(old)
+    for i in ids:
+        new.pop(i, None)
+    new.update((key(r), r) for r in rows)
+    return new
+
+
+def _patch(
+    conn: connection,
+    cached: _Cached,
+    version: InventoryVersion,
+    changes: Changes,
+    figures: dict[str, float | None],
+) -> _Cached:
+    """`cached` with the changed rows read again and the disk figures applied."""
+    s_ids, c_ids, d_ids = changes["s"], changes["c"], changes["d"]
+    servers, chutes, deps = cached.servers, cached.chutes, cached.deployments
+    if s_ids:
+        servers = _patched(_read_servers(conn, s_ids), _server_id, s_ids, servers)
+    if c_ids:
+        chutes = _patched(_read_chutes(conn, c_ids), _chute_id, c_ids, chutes)
+    if d_ids:
+        deps = _patched(_read_deployments(conn, d_ids), _deployment_id, d_ids, deps)
+    names = {n for n in figures.keys() | cached.disk.keys() if figures.get(n) != cached.disk.get(n)}
+    shown = cached.shown
+    if s_ids or names:
+        by_name = {s.name: k for k, s in servers.items()} if s_ids else cached.by_name
+        dirty = set(s_ids) | {by_name[n] for n in names if n in by_name}
+        shown = dict(shown)
+        for k in dirty:
+            shown.pop(k, None)
+            if k in servers:
+                shown[k] = _disk_of(servers[k], figures)
+    lists = (None if c_ids else cached.state[1], None if d_ids else cached.state[2])
+    return _Cached.make(version, servers, chutes, deps, figures, shown, lists)
+
+
+def _server_id(s: ServerView) -> str:
+    return s.server_id
+
+
+def _chute_id(c: ChuteView) -> str:
+    return c.chute_id
+
+
+def _deployment_id(d: DeploymentView) -> str:
+    return d.deployment_id
 
 
 def snapshot_tx(conn: connection) -> None:

@@ -35,7 +35,7 @@ from control_api.services.signing import keypair_from_seed
 
 log = logging.getLogger(__name__)
 LEASE_KEY = "lease:gepetto"
-SCHEMA_VERSION = "0004_gpu_claims"
+SCHEMA_VERSION = "0005_inventory_changes"
 
 
 @dataclass
