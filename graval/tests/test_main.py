@@ -120,3 +120,39 @@ def test_process_exits_non_zero(tmp_path: Path) -> None:
     assert proc.returncode == EXIT_CONFIG
     assert "MINER_HOTKEY_SS58 is missing or empty" in proc.stderr
     assert (tmp_path / "t").read_text().startswith("MINER_HOTKEY_SS58")
+
+
+def test_stand_in_only_when_asked_and_named_in_the_log(
+    keys: Keys, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GRAVAL_STAND_IN=true (the lab) serves the stand-in Miner's devices without opening a
+    GPU, and says so at WARNING; the real start path never falls back to it."""
+
+    def no_gpu(count: int) -> DeviceBackend:
+        raise AssertionError("the stand-in must not open the GPU path")
+
+    serve = Recorder()
+    env = good_env(keys, tmp_path) | {"GRAVAL_STAND_IN": "true"}
+    with caplog.at_level(logging.INFO):
+        assert run(env, open_backend=no_gpu, serve=serve) == 0
+    (app, _kwargs) = serve.calls[0]
+    assert app is not None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("GPU STAND-IN" in m and "2 made-up devices" in m for m in warnings), warnings
+
+    opened: list[int] = []
+
+    def real(count: int) -> DeviceBackend:
+        opened.append(count)
+        raise BackendError("CUDA driver unavailable")
+
+    for value in ("false", ""):
+        env = good_env(keys, tmp_path) | {"GRAVAL_STAND_IN": value}
+        assert run(env, open_backend=real, serve=Recorder()) == EXIT_GPU
+    assert opened == [2, 2]
+
+
+def test_stand_in_value_is_checked(keys: Keys, tmp_path: Path) -> None:
+    env = good_env(keys, tmp_path) | {"GRAVAL_STAND_IN": "yes"}
+    assert run(env, serve=Recorder()) == EXIT_CONFIG
+    assert (tmp_path / "termination-log").read_text() == "GRAVAL_STAND_IN must be true or false\n"

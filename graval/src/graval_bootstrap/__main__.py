@@ -13,6 +13,7 @@ import uvicorn
 from graval_bootstrap.app import create_app
 from graval_bootstrap.config import DEFAULT_TERMINATION_LOG, ConfigError, Settings
 from graval_bootstrap.gpu import BackendError, DeviceBackend, open_graval_backend
+from graval_bootstrap.standin import open_stand_in_backend
 
 log = logging.getLogger("graval_bootstrap")
 
@@ -43,6 +44,8 @@ def run(
         settings = Settings.from_env(env)
     except ConfigError as exc:
         return fail(str(exc), EXIT_CONFIG, termination_log)
+    if settings.stand_in:  # the lab: no GPU; the log line names the stand-in
+        open_backend = open_stand_in_backend
     try:
         backend = open_backend(settings.expected_gpu_count)
     except BackendError as exc:

@@ -24,6 +24,7 @@ class Settings:
     port: int = DEFAULT_PORT
     host: str = "0.0.0.0"  # NodePort target; auth guards every GPU route
     termination_log: str = DEFAULT_TERMINATION_LOG
+    stand_in: bool = False  # GRAVAL_STAND_IN=true: the lab's stand-in Miner, no GPU
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -43,6 +44,9 @@ class Settings:
 
         expected = _int(env, "EXPECTED_GPU_COUNT", None, minimum=1, maximum=64)
         port = _int(env, "PORT", DEFAULT_PORT, minimum=1, maximum=65535)
+        stand_in = env.get("GRAVAL_STAND_IN", "").strip().lower()
+        if stand_in not in ("", "false", "true"):
+            raise ConfigError("GRAVAL_STAND_IN must be true or false")
         hosts = tuple(h.lower() for h in _csv(env.get("REMOTE_TOKEN_ALLOWED_HOSTS", "")))
         for host in hosts:
             if "/" in host or "@" in host or " " in host:
@@ -55,6 +59,7 @@ class Settings:
             port=port,
             host=env.get("HOST", "0.0.0.0").strip() or "0.0.0.0",
             termination_log=env.get("TERMINATION_LOG_PATH", DEFAULT_TERMINATION_LOG),
+            stand_in=stand_in == "true",
         )
 
 
