@@ -130,8 +130,11 @@ def _issue(
     *,
     usage: x509.ObjectIdentifier | None = None,
     sans: Sequence[x509.GeneralName] = (),
+    ca: bool | None = None,
 ) -> _Pair:
-    """EC P-256 (fast to generate); a CA when ``issuer`` is None."""
+    """EC P-256 (fast to generate); a CA when ``ca``, by default when ``issuer`` is None
+    (a root; ``ca=True`` with an issuer makes an intermediate)."""
+    ca = issuer is None if ca is None else ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     builder = (
@@ -142,9 +145,9 @@ def _issue(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
-    if issuer is None:
+    if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
                 digital_signature=True,
