@@ -1,4 +1,4 @@
-"""One set of real parts per test module (and pytest worker): dnsmasq as the cluster DNS, two
+"""One set of real parts per pytest worker: dnsmasq as the cluster DNS, two
 docker-registry instances behind two validator fronts (A over HTTPS with an intermediate CA, B
 over plain HTTP), the control_api registry-auth listener as `python -m control_api
 registry-auth` runs it, and nginx with the rendered template. parts.py describes each part."""
@@ -24,10 +24,12 @@ from bittensor_wallet import Keypair
 from tests.registry_proxy.parts import (
     HOST_SUFFIX,
     REPO,
+    Containerd,
     Daemon,
     Image,
     Pki,
     ValidatorFront,
+    containerd,
     dns_server,
     docker_registry,
     free_port,
@@ -129,7 +131,7 @@ def listener_env(
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world() -> Iterator[World]:
     workdir = Path(tempfile.mkdtemp(prefix="chutes-registry-proxy-"))
     workdir.chmod(0o755)  # nginx's workers run as nobody
@@ -207,10 +209,17 @@ def _world(stack: ExitStack, workdir: Path) -> World:
     return world
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def proxy(world: World) -> Iterator[Proxy]:
     """nginx from the template with the world's inputs."""
     with world.nginx() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def node(world: World) -> Iterator[Containerd]:
+    """containerd, as on a GPU node (its image resolver; no Kubernetes)."""
+    with containerd(world.workdir) as started:
         yield started
 
 

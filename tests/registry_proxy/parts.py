@@ -8,6 +8,9 @@
 - ``ValidatorFront``: stands in for a validator's registry front. It checks the miner's pull
   signature the way the validator does (bittensor-wallet, purpose ``registry``, nonce within
   600 s), records every request and forwards the signed ones to its docker-registry.
+- ``Containerd``: containerd (``$CHUTES_K8S_DIR/bin``, the cluster's own build) with its socket
+  and state under a directory; ``ctr images pull`` runs in a private mount namespace whose
+  /etc/hosts maps the proxy names to 127.0.0.1, as a GPU node's does.
 - ``render``: the role's template through Ansible's own template engine.
 """
 
@@ -18,6 +21,7 @@ import hashlib
 import http.client
 import io
 import json
+import os
 import re
 import socket
 import ssl
@@ -409,15 +413,92 @@ def serving(front: ValidatorFront, tls: ssl.SSLContext | None = None) -> Iterato
         thread.join(5)
 
 
+# -- containerd -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Containerd:
+    ctr: str
+    address: Path
+    certs_dir: Path  # containerd's certs.d layout, passed as --hosts-dir
+    hosts_file: Path
+
+    def _ctr(self, *args: str) -> list[str]:
+        return [self.ctr, "--address", str(self.address), *args]
+
+    def pull(self, ref: str, names: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        """``ctr images pull`` (fetched in the client, unpacked) with ``names`` -> 127.0.0.1."""
+        self.hosts_file.write_text("127.0.0.1 localhost " + " ".join(names) + "\n")
+        script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
+        pull = self._ctr("images", "pull", "--local", "--snapshotter", "native")
+        pull += ["--hosts-dir", str(self.certs_dir), ref]
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+            + [str(self.hosts_file), *pull],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def image_digest(self, ref: str) -> str:
+        listing = subprocess.run(
+            self._ctr("images", "ls"), capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+        for line in listing.splitlines():
+            fields = line.split()
+            if fields and fields[0] == ref:
+                return next(f for f in fields if f.startswith("sha256:"))
+        raise AssertionError(f"{ref} is not in containerd's images:\n{listing}")
+
+
+@contextmanager
+def containerd(workdir: Path) -> Iterator[Containerd]:
+    bindir = Path(os.environ.get("CHUTES_K8S_DIR", "/nonexistent")) / "bin"
+    for binary in ("containerd", "ctr"):
+        if not (bindir / binary).exists():
+            raise AssertionError(
+                f"{bindir / binary} is missing: source tests/lab/env.sh and run make k8s-bin"
+            )
+    root = workdir / "containerd"
+    root.mkdir()
+    address = root / "containerd.sock"
+    config = root / "config.toml"
+    config.write_text(
+        "version = 3\n"
+        f'root = "{root}/root"\n'
+        f'state = "{root}/state"\n'
+        # nothing of Kubernetes' runtime: the proxy is reached by the image resolver alone
+        'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images",'
+        ' "io.containerd.cri.v1.runtime"]\n'
+        f'[grpc]\n  address = "{address}"\n'
+        f'[ttrpc]\n  address = "{address}.ttrpc"\n'
+    )
+    daemon = Daemon(
+        "containerd", [str(bindir / "containerd"), "--config", str(config)], root / "log", None
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not address.exists():
+            if daemon.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"containerd did not start:\n{daemon.output()}")
+            time.sleep(0.05)
+        certs = root / "certs.d"
+        certs.mkdir()
+        yield Containerd(str(bindir / "ctr"), address, certs, root / "hosts")
+    finally:
+        daemon.stop()
+
+
 # -- the template -----------------------------------------------------------------------------
 
 
-def render(variables: dict[str, Any]) -> str:
-    """The template as the role renders it: Ansible's engine, its filters, undefined = error."""
+def render(variables: dict[str, Any], template: Path = TEMPLATE) -> str:
+    """A role template as the role renders it: Ansible's engine and filters, undefined = error."""
     templar = Templar(
         loader=DataLoader(), variables={"ansible_managed": "Ansible managed", **variables}
     )
-    return str(templar.template(trust_as_template(TEMPLATE.read_text())))
+    return str(templar.template(trust_as_template(template.read_text())))
 
 
 def template_inputs() -> tuple[list[str], list[str]]:
