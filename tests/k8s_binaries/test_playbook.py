@@ -65,15 +65,16 @@ def _run(tmp_path: Path, inventory: dict[str, Any]) -> subprocess.CompletedProce
     )
 
 
-def test_microk8s_is_skipped_with_a_message(tmp_path: Path) -> None:
+def test_microk8s_is_the_default_and_validates_first(tmp_path: Path) -> None:
+    # No bundle and no resolvers: the microk8s role refuses before any change.
     result = _run(tmp_path, _inventory())
     out = result.stdout + result.stderr
-    assert result.returncode == 0, out
+    assert result.returncode != 0, out
     flat = " ".join(out.split())  # the callback wraps long messages
-    assert "Kubernetes step skipped: chutes_kubernetes is microk8s" in flat, out
-    assert "Set chutes_kubernetes: binaries to install Kubernetes" in flat, out
-    assert "已跳过 Kubernetes 步骤" in out
-    assert "validate |" not in out, out
+    assert "chutes.miner.microk8s:" in flat and "nothing was changed" in flat, out
+    assert "microk8s_dns_upstreams is empty" in flat, out
+    assert "未做任何更改" in out
+    assert "install |" not in out and "validate | Check every input" in out, out
 
 
 def test_an_unknown_distribution_is_refused(tmp_path: Path) -> None:

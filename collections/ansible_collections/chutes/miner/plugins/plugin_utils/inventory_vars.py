@@ -186,6 +186,7 @@ def _table(gpus: tuple[str, ...]) -> dict[str, Var]:
             Either(
                 Int(400, 999),
                 Str("a driver branch like 580", "驱动分支，例如 580", pattern=r"[4-9][0-9]{2}"),
+                ansible_type="str",
             ),
             doc=_CLUSTER_DOC,
         ),
