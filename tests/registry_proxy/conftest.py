@@ -197,7 +197,7 @@ def _world(stack: ExitStack, workdir: Path) -> World:
                 "api": "https://api.example",
                 "socket": "wss://ws.example",
             },
-            {"hotkey": validator_b.ss58_address, "registry": f"http://{world.authority_b}/"},
+            {"hotkey": validator_b.ss58_address, "registry": f"HTTP://{world.authority_b}/"},
             {"hotkey": misnamed.ss58_address, "registry": f"other-name.{DOMAIN}:{port_a}"},
             {"hotkey": unresolvable.ss58_address, "registry": "registry.unknown.invalid"},
         ],

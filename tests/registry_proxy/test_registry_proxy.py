@@ -166,12 +166,14 @@ def test_only_get_and_head_pass(world: World, proxy: Proxy, method: str) -> None
 def test_registry_certificate_and_name_are_verified(world: World, proxy: Proxy) -> None:
     before = world.fronts_seen()
     with client(proxy) as http:
-        # listed, but its registry name is not the one on the certificate
-        got = http.get("/v2/chutes/demo/manifests/1.0", headers={"Host": host(world.misnamed)})
-        assert got.status_code == 502
-        # the cluster DNS does not know the registry's name
-        got = http.get("/v2/chutes/demo/manifests/1.0", headers={"Host": host(world.unresolvable)})
-        assert got.status_code == 502
+        # listed, but its registry name is not the one on the certificate; then one whose
+        # registry name the cluster DNS does not know
+        for validator in (world.misnamed, world.unresolvable):
+            got = http.get("/v2/chutes/demo/manifests/1.0", headers={"Host": host(validator)})
+            assert got.status_code == 502
+            message = error_message(got)
+            assert f"the registry of validator {validator.ss58_address.lower()} (" in message
+            assert "could not be reached" in message and "无法连接验证者" in message
     assert world.fronts_seen() == before
     log = proxy.daemon.output()
     assert "upstream SSL certificate does not match" in log
@@ -183,6 +185,7 @@ def test_registry_certificate_and_name_are_verified(world: World, proxy: Proxy) 
                 "/v2/chutes/demo/manifests/1.0", headers={"Host": host(world.validator_a)}
             )
         assert got.status_code == 502
+        assert f"({world.authority_a}) could not be reached" in error_message(got)
         assert "upstream SSL certificate verify error" in other.daemon.output()
     assert world.fronts_seen() == before
 
