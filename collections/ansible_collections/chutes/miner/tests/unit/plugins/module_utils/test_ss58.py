@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from ansible_collections.chutes.miner.plugins.module_utils.ss58 import (
@@ -94,13 +95,52 @@ def test_non_strings_are_invalid(value: object) -> None:
     assert not ss58_valid(value)
 
 
-def test_reserved_address_type_is_rejected() -> None:
-    with pytest.raises(ValueError, match="reserved"):
-        ss58_decode(_b58encode(bytes([0x80]) + ALICE_PUBLIC_KEY + b"\0\0"))
+# Network ids at each edge of the one-byte (0-63) and two-byte (64-16383) forms: 256 encodes
+# to a first byte of exactly 64, 65 and 257 set the top bits of the second byte.
+@pytest.mark.parametrize("network", [0, 1, 42, 63, 64, 65, 127, 128, 255, 256, 257, 1284, 16383])
+def test_every_prefix_width_round_trips(network: int) -> None:
+    address = _encode(network, ALICE_PUBLIC_KEY)
+    assert ss58_decode(address) == (network, ALICE_PUBLIC_KEY)
+    assert ss58_valid(address, network=None)
+    assert ss58_valid(address, network=network)
+
+
+def _checksummed(body: bytes) -> bytes:
+    return body + hashlib.blake2b(b"SS58PRE" + body, digest_size=64).digest()[:2]
+
+
+# The reason in each ValueError, matched whole: it names what is wrong with the address.
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "too short"),
+        (bytes([42]), "too short"),
+        (bytes([42, 1]), "not a 32-byte account address"),
+        (bytes([0x80]) + ALICE_PUBLIC_KEY + b"\0\0", "reserved address type"),
+        (bytes([0xFF]) + ALICE_PUBLIC_KEY + b"\0\0", "reserved address type"),
+        (_checksummed(bytes([42]) + ALICE_PUBLIC_KEY[:31]), "not a 32-byte account address"),
+        (_checksummed(bytes([42]) + ALICE_PUBLIC_KEY + b"\0"), "not a 32-byte account address"),
+        (bytes([42]) + ALICE_PUBLIC_KEY + b"\0\0", "checksum mismatch"),
+        (_checksummed(bytes([42]) + ALICE_PUBLIC_KEY)[:-1] + b"\0", "checksum mismatch"),
+    ],
+)
+def test_decode_errors_name_the_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"^{reason}$"):
+        ss58_decode(_b58encode(data))
 
 
 def test_b58decode_keeps_leading_zeros() -> None:
     assert b58decode("11") == b"\0\0"
+    assert b58decode("") == b""
+    assert b58decode("1112") == b"\0\0\0\x01"
+    assert b58decode("z") == bytes([57])
+    assert b58decode("21") == bytes([58])
+
+
+@pytest.mark.parametrize("char", ["0", "O", "I", "l", " ", "+"])
+def test_b58decode_names_the_bad_character(char: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(f'invalid base58 character {char!r}')}$"):
+        b58decode("5" + char)
 
 
 def test_the_test_plugin_registers_the_check() -> None:
