@@ -22,7 +22,7 @@ SUPPORTED_INSTALL = ("Ubuntu",)
 # nvidia-driver-580-server-open, libnvidia-compute-580-server, nvidia-fabricmanager-580,
 # linux-modules-nvidia-580-server-open-generic, nvidia-dkms-580-server-open, ...
 _BRANCH_PKG = re.compile(
-    r"^(lib)?(linux-(modules|objects|signatures)-)?nvidia-[a-z0-9.+-]*?-([4-9][0-9]{2})(-|$)"
+    r"^(lib)?(linux-(modules|objects|signatures)-)?nvidia-(.*?-)?([4-9][0-9]{2})(-|$)"
 )
 _DRIVER_META = re.compile(r"^nvidia-driver-([4-9][0-9]{2})(-server)?(-open)?$")
 _HEADLESS = re.compile(r"^nvidia-headless(-no-dkms)?-([4-9][0-9]{2})(-server)?(-open)?$")
@@ -93,7 +93,7 @@ def branch_packages(packages: dict[str, dict[str, Any]], branch: str) -> list[st
     out = []
     for name in packages:
         match = _BRANCH_PKG.match(name)
-        if match and match.group(4) == branch:
+        if match and match.group(5) == branch:
             out.append(name)
     return sorted(out)
 
