@@ -43,10 +43,10 @@ def synthetic_snapshot() -> Snapshot:
     return Snapshot.build(NOW, servers, chutes, deps, metrics, util)
 
 
-def exercise(spec: str, config: dict[str, Any]) -> list[str]:
-    """One line per hook: its (validated) answer. Raises StrategyError if it does not load."""
-    strategy = load_strategy(spec, config)
-    runner = StrategyRunner(strategy, enforce_timeout=True)
+def hook_answers(strategy: Any, timeout_s: float = 5.0) -> tuple[dict[str, Any], list[str]]:
+    """Each hook's validated answer on the synthetic snapshot, and one line per problem (a
+    hook that raised, ran past `timeout_s` or answered something invalid)."""
+    runner = StrategyRunner(strategy, timeout_s=timeout_s, enforce_timeout=True)
     snap = synthetic_snapshot()
     warnings: list[str] = []
 
@@ -72,6 +72,13 @@ def exercise(spec: str, config: dict[str, Any]) -> list[str]:
     finally:
         logger.removeHandler(handler)
         runner.close()
+    return answers, warnings
+
+
+def exercise(spec: str, config: dict[str, Any]) -> list[str]:
+    """One line per hook: its (validated) answer. Raises StrategyError if it does not load."""
+    strategy = load_strategy(spec, config)
+    answers, warnings = hook_answers(strategy)
     own = [h for h in HOOKS if callable(getattr(strategy, h, None))]
     lines = [f"strategy {spec}: loaded; defines {', '.join(own) or 'no hooks'}"]
     for hook in HOOKS:

@@ -24,6 +24,12 @@ class SchedulerSettings(Settings):
     strategy_hook_timeout_s: float = Field(
         default=5.0, gt=0, le=60, description="a slower hook is replaced by the baseline's answer"
     )
+    strategy_reload_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="seconds between checks of a strategy file for a new version (0 = never)",
+    )
     scheduler_concurrency: int = Field(
         default=8, ge=1, le=64, description="event handlers running at once"
     )

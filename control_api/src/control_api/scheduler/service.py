@@ -4,8 +4,9 @@ Start: load the strategy (a broken one stops startup here, before anything runs)
 the schema, then, while holding the lease: reconcile once, consume the stream, autoscale
 every `autoscale_interval_s` and reconcile every `reconcile_interval_s`. Autoscale intents
 and reconciles run on the same keyed executor as events (`chute:<id>`, `reconcile`), so they
-never overlap an event about the same chute. SIGTERM: stop reading, let running handlers
-finish, release the lease.
+never overlap an event about the same chute. A strategy file is checked for a new version
+every `strategy_reload_interval_s`, lease or not (scheduler/reload.py). SIGTERM: stop reading,
+let running handlers finish, release the lease.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from control_api.relay.lease import Lease
 from control_api.scheduler.config import SchedulerSettings
 from control_api.scheduler.core import Scheduler
 from control_api.scheduler.reconcile import Reconciler
-from control_api.scheduler.strategy import StrategyRunner, load_strategy
+from control_api.scheduler.reload import StrategyReloader
+from control_api.scheduler.strategy import StrategyRunner, is_file_spec, load_strategy
 from control_api.scheduler.stream import EventConsumer, StreamConfig
 from control_api.services.signing import keypair_from_seed
 
@@ -173,6 +175,25 @@ async def run_held(parts: Parts, settings: SchedulerSettings, stop: asyncio.Even
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def watch_strategy(
+    settings: SchedulerSettings, runner: StrategyRunner
+) -> asyncio.Future[None] | None:
+    """Hot reload of a strategy file (scheduler/reload.py), active or standby alike, so a
+    standby that takes over runs the current version; None for a module path or with
+    STRATEGY_RELOAD_INTERVAL_S=0."""
+    spec = settings.gepetto_strategy
+    if not spec or not is_file_spec(spec) or settings.strategy_reload_interval_s <= 0:
+        return None
+    reloader = StrategyReloader(
+        spec, settings.gepetto_strategy_config, runner, timeout_s=settings.strategy_hook_timeout_s
+    )
+
+    async def poll() -> None:
+        await asyncio.to_thread(reloader.poll)
+
+    return asyncio.ensure_future(_every(settings.strategy_reload_interval_s, poll))
+
+
 async def serve(settings: SchedulerSettings, stop: asyncio.Event, **kwargs: object) -> None:
     parts = build(settings, **kwargs)  # type: ignore[arg-type]
     await asyncio.to_thread(wait_for_schema, parts.scheduler.db)
@@ -189,6 +210,7 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event, **kwargs: obje
             finished.set()
 
     held = asyncio.ensure_future(parts.lease.run_while_held(work))
+    watch = watch_strategy(settings, parts.scheduler.strategy)
     try:
         await stop.wait()
         if running.is_set():  # let the handlers in flight finish (bounded), then let go
@@ -199,6 +221,9 @@ async def serve(settings: SchedulerSettings, stop: asyncio.Event, **kwargs: obje
         held.cancel()
         await asyncio.gather(held, return_exceptions=True)
     finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         parts.scheduler.strategy.close()
         parts.scheduler.db.close()
         await parts.redis.aclose()

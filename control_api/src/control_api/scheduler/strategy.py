@@ -20,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib
-import importlib.util
 import inspect
 import logging
 import sys
 import time
+import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -98,17 +98,23 @@ class StrategyError(Exception):
         super().__init__(f"strategy {source}: {english} / 策略 {source}：{chinese}")
 
 
-def _import_file(path: Path) -> Any:
-    if not path.is_file():
-        raise StrategyError(str(path), "file not found", "文件不存在")
-    spec = importlib.util.spec_from_file_location(USER_MODULE, path)
-    if spec is None or spec.loader is None:
+def _import_file(path: Path, source: bytes | None = None) -> Any:
+    """The file as module USER_MODULE, compiled from `source` (the file's bytes when None),
+    never from a cached .pyc: a new version of the same size within the same second would
+    otherwise load the old bytecode."""
+    if path.suffix != ".py":
         raise StrategyError(str(path), "not a Python file", "不是 Python 文件")
-    module = importlib.util.module_from_spec(spec)
+    if source is None:
+        try:
+            source = path.read_bytes()
+        except OSError:
+            raise StrategyError(str(path), "file not found", "文件不存在") from None
+    module = types.ModuleType(USER_MODULE)
+    module.__file__ = str(path)
     previous = sys.modules.get(USER_MODULE)
     sys.modules[USER_MODULE] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, str(path), "exec"), module.__dict__)
     except BaseException as exc:
         if previous is not None:
             sys.modules[USER_MODULE] = previous
@@ -137,11 +143,14 @@ def is_file_spec(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec
 
 
-def load_strategy(spec: str, config: Mapping[str, Any] | None = None) -> Any:
-    """The strategy object named by `spec` (module path or .py file; empty = baseline)."""
+def load_strategy(
+    spec: str, config: Mapping[str, Any] | None = None, *, source: bytes | None = None
+) -> Any:
+    """The strategy object named by `spec` (module path or .py file; empty = baseline);
+    `source`: the file's bytes as already read (a hot reload loads what it hashed)."""
     if not spec:
         return BaselineStrategy(config)
-    module = _import_file(Path(spec)) if is_file_spec(spec) else _import_module(spec)
+    module = _import_file(Path(spec), source) if is_file_spec(spec) else _import_module(spec)
     version = getattr(module, "STRATEGY_API_VERSION", None)
     if version != STRATEGY_API_VERSION:
         raise StrategyError(
@@ -215,14 +224,19 @@ class StrategyRunner:
         enforce_timeout: bool = True,
         name: str = "",
     ) -> None:
-        self.strategy = strategy
-        # a subclass may override a hook with one that raises: the default is the plain one
-        self.default = strategy if type(strategy) is BaselineStrategy else BaselineStrategy()
-        self.name = name or getattr(strategy, "name", type(strategy).__name__)
+        self.replace(strategy, name)
         self.timeout_s = timeout_s
         self.enforce_timeout = enforce_timeout
         self.failures = 0
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def replace(self, strategy: Any, name: str = "") -> None:
+        """Use `strategy` from the next hook call on (a call in progress ends with the old
+        one): a hot reload (scheduler/reload.py)."""
+        # a subclass may override a hook with one that raises: the default is the plain one
+        self.default = strategy if type(strategy) is BaselineStrategy else BaselineStrategy()
+        self.name = name or getattr(strategy, "name", type(strategy).__name__)
+        self.strategy = strategy
 
     def close(self) -> None:
         if self._pool is not None:
