@@ -108,6 +108,7 @@ async def _registry_auth(settings: Settings) -> None:
 async def _relay(settings: Settings) -> None:
     from control_api.relay.client import serve
 
+    _start_metrics(settings, "0.0.0.0")  # noqa: S104 - a pod's probes and Prometheus reach it
     stop = asyncio.Event()  # SIGTERM: close the sockets and release the leases
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

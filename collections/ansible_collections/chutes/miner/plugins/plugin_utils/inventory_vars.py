@@ -160,6 +160,7 @@ def _table(gpus: tuple[str, ...]) -> dict[str, Var]:
             "microk8s",
         ),
         Var("chutes_cluster_private", _BOOL, True, _CLUSTER_DOC, False),
+        Var("chutes_deploy_components", _BOOL, True, "playbooks/deploy.yml", True),
         Var("chutes_registry_port", _NODEPORT, True, _CLUSTER_DOC, 30500),
         Var("miner_api_node_port", _NODEPORT, True, _CLUSTER_DOC, 32000),
         Var("chutes_validators", ListOf(_VALIDATOR, min_len=1), True, _CLUSTER_DOC),
