@@ -15,13 +15,14 @@ prove what the role would do without touching the machine:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.ansible_env import ansible_env
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "nvidia.yml"
@@ -60,16 +61,8 @@ def _run(
     }
     path = tmp_path / "inventory.yml"
     path.write_text(yaml.safe_dump(inventory))
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{bindir}:{env.get('PATH', '')}",
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=f"{REPO / 'collections'}:{Path.home() / '.ansible/collections'}",
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-        ANSIBLE_REMOTE_TEMP=str(tmp_path / "tmp"),
-    )
+    env = ansible_env(tmp_path / "tmp")
+    env["PATH"] = f"{bindir}:{env.get('PATH', '')}"
     result = subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(path), str(playbook)],
         capture_output=True,
