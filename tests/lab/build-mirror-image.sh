@@ -4,8 +4,9 @@
 # Debian's docker-registry :5000 (seeded with images built here), dnsmasq :53
 # (query log), chrony (NTP), the binary repository :8082 (lab.sh mounts it).
 # Cached like build-image.sh: key = hash of this script + tests/lab/mirror/ and images/ +
-# the node image key; the image carries it as a label and an oci-archive of it
-# is kept under /var/cache/chutes-miner-lab.
+# the node image key + the CoreDNS binary of tests/lab/k8s/build.sh (run here, a no-op when
+# current); the image carries it as a label and an oci-archive of it is kept under
+# /var/cache/chutes-miner-lab.
 # Archive and PyPI hosts come from this machine's apt and pip configuration.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,8 +16,11 @@ source "$here/env.sh"
 image="${CHUTES_LAB_MIRROR_IMAGE:-localhost/chutes-miner-lab-mirror:bookworm}"
 cache_dir=/var/cache/chutes-miner-lab
 base_key="$(podman image inspect --format '{{index .Labels "chutes-miner-lab.key"}}' "$CHUTES_LAB_IMAGE")"
-key="$( (cat "$0"; find "$here/mirror" "$here/images" -type f -print0 | sort -z | xargs -0 cat; echo "$base_key") |
-  sha256sum | cut -c1-12)"
+# shellcheck source=tests/lab/k8s/versions.env
+source "$here/k8s/versions.env"
+coredns_bin="$("$here/k8s/build.sh" | tail -1)/bin/coredns"
+key="$( (cat "$0"; find "$here/mirror" "$here/images" -type f -print0 | sort -z | xargs -0 cat; echo "$base_key"
+  sha256sum <"$coredns_bin") | sha256sum | cut -c1-12)"
 label=chutes-miner-lab.mirror-key
 
 print_digests() {
@@ -47,16 +51,17 @@ busybox_tag=1.35.0
 pause_ref=registry.k8s.io/pause:3.10
 bb_ref=localhost/chutes-lab-seed/busybox:$busybox_tag
 miner_ref=localhost/chutes-lab-seed/miner:lab
+coredns_ref=registry.k8s.io/coredns/coredns:v$COREDNS_VERSION
 cleanup() {
   podman rm -f -t 2 "$seed" >/dev/null 2>&1 || true
-  podman rmi -f "$image-stage" "$pause_ref" "$bb_ref" "$miner_ref" >/dev/null 2>&1 || true
+  podman rmi -f "$image-stage" "$pause_ref" "$bb_ref" "$miner_ref" "$coredns_ref" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # 1. Build context: the checked-in files plus what this machine knows.
 cp -a "$here/mirror/." "$work/"
-mkdir -p "$work/pause-ctx"
+mkdir -p "$work/pause-ctx" "$work/coredns-ctx"
 sources=/etc/apt/sources.list.d/debian.sources
 debian="${DEBIAN_MIRROR:-$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$sources" 2>/dev/null || true)}"
 security="$(awk '/^URIs:/ && /security/ {print $2; exit}' "$sources" 2>/dev/null || true)"
@@ -112,7 +117,8 @@ curl -fsS "http://$ip:5000/v2/" >/dev/null || { echo "build-mirror-image: regist
 #   pause tag a Kubernetes release or microk8s asks for;
 # - busybox: Debian's busybox-static with every applet linked, the pinned test
 #   app image (library/busybox:<version>) and the mirrors canary (:latest);
-# - parachutes/miner:lab: a stand-in for the miner image.
+# - parachutes/miner:lab: a stand-in for the miner image;
+# - coredns: the cluster DNS (images/coredns/), the binary tests/lab/k8s/build.sh built.
 gcc -Os -static -Wall -Wextra -Werror -o "$work/pause-ctx/pause" "$here/images/pause/pause.c"
 strip "$work/pause-ctx/pause"
 cp "$here/images/pause/Containerfile" "$work/pause-ctx/"
@@ -133,15 +139,20 @@ bb_import() { # local-ref cmd-json label
 }
 bb_import "$bb_ref" '["/bin/sh"]' "library/busybox:$busybox_tag"
 bb_import "$miner_ref" '["/bin/sh","-c","echo chutes miner lab stand-in; sleep 2147483647"]' parachutes/miner:lab
-# Both must run, not only exist in the registry.
+cp "$coredns_bin" "$here/images/coredns/Containerfile" "$work/coredns-ctx/"
+podman build -q --network none -t "$coredns_ref" "$work/coredns-ctx" >/dev/null
+# All must run, not only exist in the registry.
 podman run --rm --network none "$pause_ref" -v >/dev/null
 [[ "$(podman run --rm --network none "$bb_ref" /bin/sh -c 'echo ok')" == ok ]] ||
   { echo "build-mirror-image: the busybox image does not run" >&2; exit 1; }
+[[ "$(podman run --rm --network none "$coredns_ref" -version | head -1)" == "CoreDNS-$COREDNS_VERSION" ]] ||
+  { echo "build-mirror-image: the CoreDNS image does not run or is not v$COREDNS_VERSION" >&2; exit 1; }
 # registry path -> local image
 declare -A seeds=(
   ["library/busybox:$busybox_tag"]="$bb_ref"
   [library/busybox:latest]="$bb_ref"
   [parachutes/miner:lab]="$miner_ref"
+  ["coredns/coredns:v$COREDNS_VERSION"]="$coredns_ref"
 )
 for tag in "${pause_tags[@]}"; do seeds["pause:$tag"]="$pause_ref"; done
 echo "{" >"$work/images.json"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the lab's Kubernetes from Go modules, no registry and no prebuilt
 # download: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-# kube-proxy, kubectl, etcd + etcdctl, containerd + shim + ctr, runc and the
-# CNI plugins, at the versions pinned in versions.env.
+# kube-proxy, kubectl, etcd + etcdctl, containerd + shim + ctr, runc, the
+# CNI plugins and CoreDNS, at the versions pinned in versions.env.
 #
 #   build.sh              build what is missing; print the output directory last
 #   build.sh --print-dir  print the output directory, build nothing
@@ -12,7 +12,12 @@
 #   bin/       every binary, bin/cni/ the CNI plugins
 #   release/   the same files laid out like the upstream download trees that
 #              Chinese mirrors re-host (see tests/lab/README.md), with .sha256
-#   build.json versions, per-component build seconds, sizes
+#   build.json versions, per-component build seconds, sizes, the parts used
+#
+# Each component is built once per part key (its recipe below, the versions it
+# names, the Go version) into /var/cache/chutes-miner-lab/k8s/parts/<component>-<key>/
+# and hard-linked into the output: a change to one component (a CoreDNS bump)
+# gives a new output directory but rebuilds only that component.
 #
 # Each component is built in its own generated wrapper module: k8s.io/kubernetes
 # maps its staging modules to ./staging with replace directives that a
@@ -59,9 +64,9 @@ rm -rf "$stage"
 mkdir -p "$stage/bin/cni" "$src"
 timings=()
 
-# wrapper NAME: a fresh module directory $src/NAME-<key>, entered.
+# wrapper NAME: a fresh module directory $src/NAME-<part key>, entered.
 wrapper() {
-  local dir="$src/$1-$key"
+  local dir="$src/$1-$pkey"
   mkdir -p "$dir"
   cd "$dir"
   [[ -f go.mod ]] || go mod init "example.invalid/chutes-lab-build/$1" >/dev/null 2>&1
@@ -76,6 +81,18 @@ deps() {
   for p in "$@"; do go get -tool "$p@$version" >/dev/null; done
   go mod tidy >/dev/null 2>&1
   touch .deps-done
+}
+
+# part_key COMPONENT: what its binaries depend on: its recipe (build_COMPONENT
+# and the helpers it calls), the *_VERSION values that recipe names, the Go
+# toolchain. A change elsewhere in this script or in versions.env reuses the part.
+part_key() {
+  local f="build_$1" v
+  {
+    declare -f wrapper deps "$f"
+    for v in $(declare -f "$f" | grep -o '\b[A-Z_]*_VERSION\b' | sort -u); do echo "$v=${!v}"; done
+    go env GOVERSION GOARCH
+  } | sha256sum | cut -c1-12
 }
 
 timed() { # name command...
@@ -112,17 +129,17 @@ build_kubernetes() {
     ld+=" -X $p.buildDate=1970-01-01T00:00:00Z"
   done
   # Upstream's flags: static except kubelet (cgo), tags selinux,notest.
-  CGO_ENABLED=0 go build -trimpath -tags selinux,notest -ldflags "$ld" -o "$stage/bin/" \
+  CGO_ENABLED=0 go build -trimpath -tags selinux,notest -ldflags "$ld" -o "$dest/bin/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl
-  go build -trimpath -tags selinux,notest -ldflags "$ld" -o "$stage/bin/" k8s.io/kubernetes/cmd/kubelet
+  go build -trimpath -tags selinux,notest -ldflags "$ld" -o "$dest/bin/" k8s.io/kubernetes/cmd/kubelet
 }
 
 build_etcd() {
   wrapper etcd
   deps "v$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$stage/bin/etcd" go.etcd.io/etcd/server/v3
-  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$stage/bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dest/bin/etcd" go.etcd.io/etcd/server/v3
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dest/bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
 }
 
 build_containerd() {
@@ -132,14 +149,25 @@ build_containerd() {
   local ld="-s -w -X $mod/version.Version=v$CONTAINERD_VERSION -X $mod/version.Revision=chutes-lab"
   # The snapshotters the lab never uses are left out, as kind does.
   CGO_ENABLED=0 go build -trimpath -tags "no_aufs no_zfs no_btrfs no_devmapper" -ldflags "$ld" \
-    -o "$stage/bin/" "$mod/cmd/containerd" "$mod/cmd/containerd-shim-runc-v2" "$mod/cmd/ctr"
+    -o "$dest/bin/" "$mod/cmd/containerd" "$mod/cmd/containerd-shim-runc-v2" "$mod/cmd/ctr"
 }
 
 build_runc() {
   wrapper runc
   deps "v$RUNC_VERSION" github.com/opencontainers/runc
   CGO_ENABLED=1 go build -trimpath -tags seccomp -ldflags "-s -w -X main.version=$RUNC_VERSION" \
-    -o "$stage/bin/runc" github.com/opencontainers/runc
+    -o "$dest/bin/runc" github.com/opencontainers/runc
+}
+
+build_coredns() {
+  local mod=github.com/coredns/coredns commit
+  wrapper coredns
+  deps "v$COREDNS_VERSION" "$mod"
+  # Upstream's flags; GitCommit as its Makefile stamps it (git describe --always),
+  # from the tag the module proxy recorded: `coredns -version` names the source.
+  commit="$(go list -m -json "$mod@v$COREDNS_VERSION" | sed -n 's/.*"Hash": "\([0-9a-f]\{7\}\).*/\1/p')"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X $mod/coremain.GitCommit=${commit:-v$COREDNS_VERSION}" \
+    -o "$dest/bin/coredns" "$mod"
 }
 
 build_cni() {
@@ -149,14 +177,30 @@ build_cni() {
     "$mod/plugins/ipam/host-local" "$mod/plugins/meta/portmap"
   CGO_ENABLED=0 go build -trimpath \
     -ldflags "-s -w -X $mod/pkg/utils/buildversion.BuildVersion=v$CNI_PLUGINS_VERSION" \
-    -o "$stage/bin/cni/" "$mod/plugins/main/bridge" "$mod/plugins/main/loopback" \
+    -o "$dest/bin/cni/" "$mod/plugins/main/bridge" "$mod/plugins/main/loopback" \
     "$mod/plugins/ipam/host-local" "$mod/plugins/meta/portmap"
 }
 
 log "building into $out (Kubernetes v$KUBERNETES_VERSION; a cold build takes tens of minutes on 2 cores)"
 t_all=$SECONDS
-for c in kubernetes etcd containerd runc cni; do
-  timed "$c" "build_$c"
+components=(kubernetes etcd containerd runc cni coredns)
+parts_root="$cache_root/parts"
+declare -A parts=()
+for c in "${components[@]}"; do
+  pkey="$(part_key "$c")"
+  part="$parts_root/$c-$pkey"
+  parts[$c]="$c-$pkey"
+  if [[ -d "$part" ]]; then
+    log "$c: reusing $part"
+    timings+=("\"$c\": 0")
+  else
+    dest="$part.partial"
+    rm -rf "$dest"
+    mkdir -p "$dest/bin/cni"
+    timed "$c" "build_$c"
+    mv "$dest" "$part"
+  fi
+  cp -al "$part/." "$stage/" # hard links: an output costs only its release tarballs
 done
 
 # The release tree: Kubernetes as dl.k8s.io lays it out, the rest as GitHub
@@ -202,15 +246,24 @@ tar -C "$stage/bin/cni" "${tar_opts[@]}" -czf "$d/$n" .
 asset "$d" "$n"
 
 {
-  printf '{\n  "kubernetes": "%s", "etcd": "%s", "containerd": "%s", "runc": "%s", "cni_plugins": "%s",\n' \
-    "$KUBERNETES_VERSION" "$ETCD_VERSION" "$CONTAINERD_VERSION" "$RUNC_VERSION" "$CNI_PLUGINS_VERSION"
+  printf '{\n  "kubernetes": "%s", "etcd": "%s", "containerd": "%s", "runc": "%s", "cni_plugins": "%s", "coredns": "%s",\n' \
+    "$KUBERNETES_VERSION" "$ETCD_VERSION" "$CONTAINERD_VERSION" "$RUNC_VERSION" "$CNI_PLUGINS_VERSION" "$COREDNS_VERSION"
   printf '  "go": "%s", "key": "%s", "total_seconds": %d,\n' "$(go env GOVERSION)" "$key" "$((SECONDS - t_all))"
   printf '  "seconds": {%s},\n' "$(IFS=,; echo "${timings[*]}")"
+  printf '  "parts": {%s},\n' "$(for c in "${components[@]}"; do printf '"%s": "%s",' "$c" "${parts[$c]}"; done | sed 's/,$//')"
   printf '  "bin_megabytes": %d\n}\n' "$(du -sm "$stage/bin" | cut -f1)"
 } >"$stage/build.json"
 rm -rf "$out"
 mv "$stage" "$out"
-# Older keyed outputs are dead weight (hundreds of MB each).
-find "$cache_root" -mindepth 1 -maxdepth 1 -name 'v*' ! -path "$out" -exec rm -rf {} +
+# Older keyed outputs go after a day (a tree or clone one commit behind, a CI run,
+# a running lab mirror may still use one), then every part and wrapper module no
+# remaining output names, and what an interrupted build left.
+find "$cache_root" -mindepth 1 -maxdepth 1 -name 'v*' ! -path "$out" -mmin +1440 -exec rm -rf {} +
+find "$cache_root" -mindepth 1 -maxdepth 1 -name 'v*.partial' -exec rm -rf {} +
+keep="$(cat "$cache_root"/v*/build.json 2>/dev/null | grep -o '"[a-z]*-[0-9a-f]\{12\}"' | tr -d '"' | sort -u)"
+for d in "$parts_root"/* "$src"/*; do
+  [[ -e "$d" ]] || continue
+  grep -qxF "$(basename "$d")" <<<"$keep" || rm -rf "$d"
+done
 log "done in $((SECONDS - t_all)) s: $(tr -d '\n' <"$out/build.json")"
 echo "$out"
