@@ -34,6 +34,9 @@ def settings(**over: Any) -> dict[str, Any]:
         "k8s_binaries_pod_mtu": 1330,
         "k8s_binaries_kube_proxy_conntrack_max_per_core": 32768,
         "k8s_binaries_remove_nodes": [],
+        "k8s_binaries_coredns": True,
+        "k8s_binaries_coredns_image": "registry.k8s.io/coredns/coredns:v1.13.2",
+        "k8s_binaries_coredns_replicas": 2,
     }
     base.update(over)
     return base
@@ -72,6 +75,10 @@ def test_defaults_pass_and_derive_the_addresses() -> None:
     }
     assert (
         plan(settings(k8s_binaries_cluster_dns="10.152.183.53"))["cluster_dns"] == "10.152.183.53"
+    )
+    # Without CoreDNS its image is not used, so not checked.
+    assert (
+        plan(settings(k8s_binaries_coredns=False, k8s_binaries_coredns_image=""))["problems"] == []
     )
 
 
@@ -142,6 +149,13 @@ def test_host_addresses_inside_the_service_network() -> None:
         ({"k8s_binaries_kube_proxy_conntrack_max_per_core": -1}, "must be 0"),
         ({"k8s_binaries_remove_nodes": ["gpu-1"]}, "names gpu-1, which are still in the inventory"),
         ({"k8s_binaries_remove_nodes": "gpu-2"}, "must be a list of node names"),
+        ({"k8s_binaries_coredns": "yes"}, "k8s_binaries_coredns must be true or false"),
+        ({"k8s_binaries_coredns_replicas": 0}, "k8s_binaries_coredns_replicas=0 must be a whole"),
+        (
+            {"k8s_binaries_coredns_image": "registry.k8s.io/coredns/coredns"},
+            "is not an image reference pinned by tag or digest",
+        ),
+        ({"k8s_binaries_coredns_image": ""}, "k8s_binaries_coredns_image='' is not an image"),
     ],
 )
 def test_each_bad_input_is_named(over: dict[str, Any], fragment: str) -> None:

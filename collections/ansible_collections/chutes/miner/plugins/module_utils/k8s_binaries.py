@@ -13,6 +13,13 @@ from typing import Any
 
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+# An image reference pinned by tag or digest: [registry[:port]/]path(:tag|@digest|:tag@digest).
+_TAG = r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"@sha256:[0-9a-f]{64}"
+_IMAGE = re.compile(
+    r"^([a-z0-9][a-z0-9.-]*(:[0-9]+)?/)?[a-z0-9]+([._/-][a-z0-9]+)*"
+    + f"({_TAG}|{_DIGEST}|{_TAG}{_DIGEST})$"
+)
 _QUANTITY_KEYS = ("k8s_binaries_drain_timeout", "k8s_binaries_ready_timeout")
 # Ports the role's own services listen on; the API server must not take one of them.
 RESERVED_PORTS = {2379: "etcd", 2380: "etcd", 10250: "kubelet", 10256: "kube-proxy",
@@ -254,6 +261,7 @@ def _check_scalars(settings: dict[str, Any], out: list[dict[str, str]]) -> None:
     for var in (
         "k8s_binaries_kubelet_fail_swap_on",
         "k8s_binaries_load_kernel_modules",
+        "k8s_binaries_coredns",
     ):
         if not isinstance(settings.get(var), bool):
             out.append(
@@ -263,7 +271,12 @@ def _check_scalars(settings: dict[str, Any], out: list[dict[str, str]]) -> None:
                     f"{var} 必须是 true 或 false，当前为 {settings.get(var)!r}。",
                 )
             )
-    for var in (*_QUANTITY_KEYS, "k8s_binaries_cert_valid_days", "k8s_binaries_pod_mtu"):
+    for var in (
+        *_QUANTITY_KEYS,
+        "k8s_binaries_cert_valid_days",
+        "k8s_binaries_pod_mtu",
+        "k8s_binaries_coredns_replicas",
+    ):
         value = settings.get(var)
         low = 576 if var == "k8s_binaries_pod_mtu" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -274,6 +287,19 @@ def _check_scalars(settings: dict[str, Any], out: list[dict[str, str]]) -> None:
                     f"{var}={value!r} 必须是不小于 {low} 的整数。",
                 )
             )
+    image = settings.get("k8s_binaries_coredns_image")
+    if settings.get("k8s_binaries_coredns") is True and not (
+        isinstance(image, str) and _IMAGE.match(image)
+    ):
+        out.append(
+            _problem(
+                "all",
+                f"k8s_binaries_coredns_image={image!r} is not an image reference pinned by tag or"
+                " digest (e.g. <registry>/coredns/coredns:v1.13.2).",
+                f"k8s_binaries_coredns_image={image!r} 不是带标签或摘要的镜像引用"
+                "（例如 <registry>/coredns/coredns:v1.13.2）。",
+            )
+        )
     conntrack = settings.get("k8s_binaries_kube_proxy_conntrack_max_per_core")
     if isinstance(conntrack, bool) or not isinstance(conntrack, int) or conntrack < 0:
         out.append(
