@@ -189,3 +189,18 @@ def test_reboot_guard(tmp_path: Path) -> None:
             assert result.returncode == 0, result.stdout
         # Not in a cluster (no contract facts): no drain.
         assert not _ran(tasks["reboot | Drain the node"])
+
+
+def test_install_mode_needs_the_cuda_repository_among_the_hosts_apt_sources(
+    tmp_path: Path,
+) -> None:
+    # mirrors_effective names a CUDA mirror, but the mirrors role never wrote it on this host.
+    repo = "https://developer.download.nvidia.cn/compute/cuda/repos/ubuntu2204/x86_64/"
+    result, report, _ = _run(
+        tmp_path, {"mirrors_effective": {"profile": "tuna", "cuda_repo": repo}}, None
+    )
+    assert result.returncode != 0
+    msg = _tasks(report)["validate | Refuse invalid inputs before any change"]["msg"]
+    assert f"the CUDA repository {repo} is not in this host's apt sources" in msg, msg
+    assert "请先在该主机上运行 mirrors 角色" in msg
+    assert report["stats"]["gpu-t"]["changed"] == 0
