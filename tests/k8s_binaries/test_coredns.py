@@ -6,14 +6,20 @@ than CoreDNS needs, and a pod spec the restricted Pod Security level admits."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shlex
+import socket
+import struct
 import subprocess
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.k8s.controlplane import ControlPlane
+from tests.k8s.controlplane import ControlPlane, free_port
 from tests.k8s_binaries.conftest import ROLE, Render
 
 OBJECTS = [
@@ -330,3 +336,95 @@ def test_pod_spec_meets_the_restricted_pod_security_level(control_plane: Control
         "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(pod), check=False
     )
     assert refused.returncode != 0 and "restricted" in refused.stderr, refused.stderr
+
+
+def dns_query(port: int, name: str, qtype: int = 1) -> tuple[int, list[str]]:
+    """One UDP query to 127.0.0.1:port: (response code, A record addresses)."""
+    qid = secrets.randbits(16)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    packet = (
+        struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", qtype, 1)
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        for attempt in range(3):  # UDP: a resolver retries too
+            s.sendto(packet, ("127.0.0.1", port))
+            try:
+                data = s.recv(4096)
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+    rid, flags, _, ancount = struct.unpack(">HHHH", data[:8])
+    assert rid == qid
+    pos = 12 + len(question) + 4
+    addresses = []
+    for _ in range(ancount):
+        pos += 2 if data[pos] & 0xC0 == 0xC0 else len(data[pos:].split(b"\0", 1)[0]) + 1
+        rtype, _, _, rdlength = struct.unpack(">HHIH", data[pos : pos + 10])
+        pos += 10
+        if rtype == 1:
+            addresses.append(socket.inet_ntoa(data[pos : pos + rdlength]))
+        pos += rdlength
+    return flags & 0xF, addresses
+
+
+def test_coredns_answers_service_names_from_the_api_with_its_own_account(
+    coredns_rbac: ControlPlane, tmp_path: Path
+) -> None:
+    """The CoreDNS binary the lab builds, with the role's Corefile and the ServiceAccount's token
+    (the ClusterRole is all it has), against the real API server: ready once its watches are
+    synced, and a Service name resolves to the ClusterIP the API allocated."""
+    cp = coredns_rbac
+    coredns = cp.bin_dir / "coredns"
+    assert coredns.is_file(), f"{coredns} missing: run make k8s-bin (tests/lab/k8s/build.sh)"
+    cp.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: dns-probe}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: dns-probe}\n"
+        "spec: {selector: {app: web}, ports: [{port: 80}]}\n"
+    )
+    cluster_ip = cp.kubectl(
+        "get", "-n", "dns-probe", "service/web", "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout
+    kubeconfig = cp.token_kubeconfig(
+        tmp_path / "coredns.kubeconfig", cp.token("kube-system", "coredns")
+    )
+    dns, health, ready, metrics = (free_port() for _ in range(4))
+    corefile = (
+        str(Render("cpu-0").var("__k8s_binaries_corefile"))
+        .replace(".:8053 {", f".:{dns} {{\n    bind 127.0.0.1")
+        .replace("health :8080", f"health 127.0.0.1:{health}")
+        .replace("ready :8181", f"ready 127.0.0.1:{ready}")
+        .replace("prometheus :9153", f"prometheus 127.0.0.1:{metrics}")
+        .replace("ip6.arpa {", f"ip6.arpa {{\n        kubeconfig {kubeconfig} chutes-test", 1)
+    )
+    assert f"kubeconfig {kubeconfig}" in corefile and f":{dns} {{" in corefile
+    (tmp_path / "Corefile").write_text(corefile)
+    proc = subprocess.Popen(
+        [str(coredns), "-conf", str(tmp_path / "Corefile"), "-dns.port", str(dns)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ready}/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "CoreDNS never became ready"
+            time.sleep(0.3)
+        answers = [
+            dns_query(dns, "web.dns-probe.svc.cluster.local"),
+            dns_query(dns, "absent.dns-probe.svc.cluster.local"),
+        ]
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=15)
+    assert answers == [(0, [cluster_ip]), (3, [])], output  # NOERROR with the address, NXDOMAIN
+    # Its account could do all it needed: no watch was refused.
+    assert "forbidden" not in output.lower(), output
