@@ -1,0 +1,108 @@
+"""The real apply path: playbooks/deploy.yml with kubernetes.core against an API server
+(tests/k8s/controlplane.py, no kubelets, so miner_wait is false except where the wait's
+failure is the subject). A rerun reports changed=0 and keeps every generated secret; a wait
+that times out names the object and what its pods show."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from tests.components.conftest import Deploy, recap
+from tests.k8s.controlplane import ControlPlane
+
+SECRETS = ("postgres-secret", "redis-secret", "registry-auth", "miner-credentials")
+
+
+def _vars(cp: ControlPlane, **more: Any) -> dict[str, Any]:
+    return {
+        "chutes_kubeconfig": str(cp.kubeconfig),
+        "miner_common_k8s_client_install": False,
+        "miner_wait": False,
+        **more,
+    }
+
+
+def _secrets(cp: ControlPlane) -> dict[str, dict[str, str]]:
+    out = {}
+    for name in SECRETS:
+        live = json.loads(cp.kubectl("get", "secret", name, "-n", "chutes", "-o", "json").stdout)
+        out[name] = {k: base64.b64decode(v).decode() for k, v in live["data"].items()}
+    return out
+
+
+def _versions(cp: ControlPlane) -> dict[str, str]:
+    kinds = "deploy,daemonset,job,svc,cm,secret,sa,netpol,role,rolebinding"
+    items = json.loads(cp.kubectl("get", kinds, "-n", "chutes", "-o", "json").stdout)["items"]
+    return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in items}
+
+
+@pytest.fixture(scope="module")
+def runs(deploy: Deploy, fresh_control_plane: ControlPlane) -> dict[str, Any]:
+    cp = fresh_control_plane
+    rc, first = deploy.run(extra_vars=_vars(cp))
+    assert rc == 0, first[-4000:]
+    secrets, versions = _secrets(cp), _versions(cp)
+    rc, second = deploy.run(extra_vars=_vars(cp))
+    assert rc == 0, second[-4000:]
+    return {"first": first, "second": second, "secrets": secrets, "versions": versions}
+
+
+def test_first_run_creates_every_object(runs: dict[str, Any], rendered_names: set[str]) -> None:
+    assert recap(runs["first"])["changed"] > 0
+    assert set(runs["versions"]) >= rendered_names
+
+
+@pytest.fixture
+def rendered_names(rendered: Any) -> set[str]:
+    return {
+        f"{o['kind']}/{o['metadata']['name']}"
+        for o in rendered.objects.values()
+        if o.get("metadata", {}).get("namespace") == "chutes"
+    }
+
+
+def test_rerun_changes_nothing(runs: dict[str, Any], fresh_control_plane: ControlPlane) -> None:
+    counts = recap(runs["second"])
+    assert counts["changed"] == 0 and counts["failed"] == 0, runs["second"][-4000:]
+    assert _versions(fresh_control_plane) == runs["versions"]
+
+
+def test_generated_secrets_are_kept(
+    runs: dict[str, Any], fresh_control_plane: ControlPlane
+) -> None:
+    assert _secrets(fresh_control_plane) == runs["secrets"]
+    for value in (
+        runs["secrets"]["postgres-secret"]["postgres-password"],
+        runs["secrets"]["miner-credentials"]["seed"],
+    ):
+        assert value not in runs["first"] + runs["second"]
+
+
+def test_objects_are_owned_by_the_collections_field_manager(
+    runs: dict[str, Any], fresh_control_plane: ControlPlane
+) -> None:
+    live = json.loads(
+        fresh_control_plane.kubectl(
+            "get", "deploy", "api", "-n", "chutes", "-o", "json", "--show-managed-fields"
+        ).stdout
+    )
+    managers = {(m["manager"], m["operation"]) for m in live["metadata"]["managedFields"]}
+    assert ("chutes.miner", "Apply") in managers, managers
+
+
+def test_a_wait_that_times_out_says_which_object_and_why(
+    runs: dict[str, Any], deploy: Deploy, fresh_control_plane: ControlPlane
+) -> None:
+    rc, out = deploy.run(
+        "--tags",
+        "miner_postgres",
+        extra_vars=_vars(fresh_control_plane, miner_wait=True, miner_wait_timeout=5),
+    )
+    assert rc != 0
+    assert "Not ready after 5 s" in out and "秒后仍未就绪" in out
+    assert "Deployment/postgres: 0 updated, 0 available of 1 replicas" in out
+    assert "no pods" in out
