@@ -68,6 +68,34 @@ def _current(path: str) -> bytes | None:
         return None
 
 
+def write_dir(
+    module: AnsibleModule, directory: str, files: dict[str, str], check: bool = False
+) -> tuple[list[str], list[str]]:
+    """Write ``files`` into ``directory`` where they differ, remove other ``*.yaml`` files;
+    return (written, removed). ``check`` changes nothing. A name that is not a plain
+    ``*.yaml`` file name raises ValueError before anything is written."""
+    for name in files:
+        if "/" in name or not name.endswith(".yaml") or name.startswith("."):
+            raise ValueError(f"file name {name!r} is not a plain *.yaml name")
+    written = []
+    for name, content in sorted(files.items()):
+        dest = os.path.join(directory, name)
+        data = str(content).encode("utf-8")
+        if _current(dest) == data and (os.stat(dest).st_mode & 0o777) == 0o600:
+            continue
+        written.append(name)
+        if not check:
+            replace_file(module, dest, data, 0o600, dir_mode=0o700)
+    removed = []
+    if os.path.isdir(directory):
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".yaml") and name not in files:
+                removed.append(name)
+                if not check:
+                    os.unlink(os.path.join(directory, name))
+    return written, removed
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -76,27 +104,12 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    directory = module.params["path"]
-    files = module.params["files"]
-    for name in files:
-        if "/" in name or not name.endswith(".yaml") or name.startswith("."):
-            module.fail_json(msg=f"file name {name!r} is not a plain *.yaml name")
-    written = []
-    for name, content in sorted(files.items()):
-        dest = os.path.join(directory, name)
-        data = str(content).encode("utf-8")
-        if _current(dest) == data and (os.stat(dest).st_mode & 0o777) == 0o600:
-            continue
-        written.append(name)
-        if not module.check_mode:
-            replace_file(module, dest, data, 0o600, dir_mode=0o700)
-    removed = []
-    if os.path.isdir(directory):
-        for name in sorted(os.listdir(directory)):
-            if name.endswith(".yaml") and name not in files:
-                removed.append(name)
-                if not module.check_mode:
-                    os.unlink(os.path.join(directory, name))
+    try:
+        written, removed = write_dir(
+            module, module.params["path"], module.params["files"], module.check_mode
+        )
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     module.exit_json(changed=bool(written or removed), written=written, removed=removed)
 
 
