@@ -1,6 +1,6 @@
 """chutes.miner.microk8s run for real by playbooks/kubernetes.yml on two test nodes (mk-a the
 primary, mk-b a GPU worker) that are copy-on-write roots of this machine in a private mount
-and network namespace (tests/microk8s/sandbox.sh), reached with the chroot connection. The
+and network namespace (tests/sandbox/run.sh), reached with the chroot connection. The
 Snap Store, snapd and microk8s cannot exist here: small stand-ins named `snap` and
 `microk8s` (tests/microk8s/standins) record every call and keep the state the role reads. The
 offline bundle (fake snaps with real assertion revisions and SHA256SUMS) is served over http.
@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,22 +26,34 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible_env import ansible_env
+from tests.sandbox import (
+    calls,
+    failed_msgs,
+    install,
+    inventory_hosts,
+    needs_namespaces,
+    play,
+    written,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-SANDBOX = Path(__file__).resolve().parent / "sandbox.sh"
+PLAYBOOK = REPO / "playbooks" / "kubernetes.yml"
+STANDINS = Path(__file__).resolve().parent / "standins"
 HOTKEY = "5Dt7HZ7Zpw4DppPxFM7Ke3Cm7sDAWhsZXmM5ZAmE7dSVJbcQ"
 LOCALREG = f"{HOTKEY.lower()}.localregistry.chutes.ai:30500"
 NODES = {"mk-a": "192.168.0.1", "mk-b": "192.168.0.2"}
 REVISIONS = {"snapd": "23771", "core22": "1748", "microk8s": "8611"}
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("unshare"),
-    reason="needs root and unshare for the namespaced test nodes",
-)
+pytestmark = needs_namespaces
 
 
-def _bundle(directory: Path, tamper: str = "") -> None:
+def _setup(work: Path, tamper: str = "") -> None:
+    """The stand-ins in every node, and the offline bundle on the test web server."""
+    install(work, STANDINS / "snap", "/usr/bin/snap")
+    install(work, STANDINS / "microk8s", "/usr/local/share/standin/microk8s")
+    # The directory the snapd package ships (the stand-in replaces snapd).
+    (work / "setup/all/var/lib/snapd/snap").mkdir(parents=True, exist_ok=True)
+    directory = work / "www"
     directory.mkdir(parents=True, exist_ok=True)
     sums = []
     for snap, rev in REVISIONS.items():
@@ -62,9 +71,10 @@ def _bundle(directory: Path, tamper: str = "") -> None:
 
 
 def _inventory(work: Path, **extra: Any) -> Path:
+    hosts = inventory_hosts(work, NODES)
     hosts = {
         name: {
-            "ansible_host": str(work / "roots" / name),
+            **hosts[name],
             "wireguard_address": ip,
             "chutes_external_ip": f"203.0.113.{ip.rsplit('.', 1)[1]}",
         }
@@ -98,69 +108,47 @@ def _inventory(work: Path, **extra: Any) -> Path:
     return path
 
 
+def _snap(work: Path, node: str) -> list[dict[str, Any]]:
+    return calls(work, node, "/var/log/standin-snap.log")
+
+
+def _mk(work: Path, node: str) -> list[dict[str, Any]]:
+    return calls(work, node, "/var/log/standin-microk8s.log")
+
+
 def _play(work: Path, inventory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
-    env = ansible_env(work / "tmp", ANSIBLE_REMOTE_TEMP="/tmp/.ansible-standin")
-    playbook = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory)]
-    nodes = [f"{n}={ip}" for n, ip in NODES.items()]
-    result = subprocess.run(
-        ["unshare", "--mount", "--net", "--propagation", "private", "bash", str(SANDBOX),
-         str(work), sys.executable, *nodes, "--", *playbook, *args,
-         str(REPO / "playbooks" / "kubernetes.yml")],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False,
-    )  # fmt: skip
-    report = json.loads(result.stdout) if result.stdout.strip().startswith("{") else {}
-    return result.returncode, report, result.stdout[-4000:] + result.stderr[-4000:]
-
-
-def _file(work: Path, node: str, path: str) -> Path:
-    """A file the node wrote (the overlay's upper layer keeps it after the run)."""
-    return work / "upper" / node / path.lstrip("/")
-
-
-def _calls(work: Path, node: str, tool: str) -> list[dict[str, Any]]:
-    log = _file(work, node, f"/var/log/standin-{tool}.log")
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def _failed_msgs(report: dict[str, Any]) -> str:
-    msgs = []
-    for play in report.get("plays", []):
-        for task in play["tasks"]:
-            for res in task["hosts"].values():
-                if res.get("failed"):
-                    msgs.append(str(res.get("msg", "")))
-    return "\n".join(msgs)
+    return play(work, NODES, inventory, PLAYBOOK, *args)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("mk8s")
-    _bundle(work / "bundle")
+    _setup(work)
     inventory = _inventory(work)
     runs = {}
     snap_calls = {}
     for name, args in (("converge", ()), ("rerun", ()), ("check", ("--check",))):
         rc, report, tail = _play(work, inventory, *args)
-        assert rc == 0, (name, _failed_msgs(report), tail)
+        assert rc == 0, (name, failed_msgs(report), tail)
         runs[name] = report
-        snap_calls[name] = {n: len(_calls(work, n, "snap")) for n in NODES}
+        snap_calls[name] = {n: len(_snap(work, n)) for n in NODES}
     yield {"work": work, "runs": runs, "snap_calls": snap_calls}
 
 
 def test_launch_config_is_written_before_the_first_install(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
     for node in NODES:
-        calls = _calls(work, node, "snap")
-        hooks = [c["install_hook"] for c in calls if "install_hook" in c]
-        assert len(hooks) == 1 and hooks[0]["launch_config_present"], calls
-        text = _file(work, node, "/etc/microk8s.yaml").read_text()
+        recorded = _snap(work, node)
+        hooks = [c["install_hook"] for c in recorded if "install_hook" in c]
+        assert len(hooks) == 1 and hooks[0]["launch_config_present"], recorded
+        text = written(work, node, "/etc/microk8s.yaml").read_text()
         assert hooks[0]["launch_config_sha256"] == hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_ack_then_install_snapd_base_microk8s_classic_then_hold(cluster: dict[str, Any]) -> None:
     bundle = "/var/lib/chutes-miner/snaps"
     for node in NODES:
-        argvs = [c["argv"] for c in _calls(cluster["work"], node, "snap") if "argv" in c]
+        argvs = [c["argv"] for c in _snap(cluster["work"], node) if "argv" in c]
         changes = [a for a in argvs if a[0] != "list"]
         assert changes == [
             ["ack", f"{bundle}/snapd.assert"],
@@ -175,8 +163,8 @@ def test_ack_then_install_snapd_base_microk8s_classic_then_hold(cluster: dict[st
 
 def test_launch_configs(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
-    primary = yaml.safe_load(_file(work, "mk-a", "/etc/microk8s.yaml").read_text())
-    worker = yaml.safe_load(_file(work, "mk-b", "/etc/microk8s.yaml").read_text())
+    primary = yaml.safe_load(written(work, "mk-a", "/etc/microk8s.yaml").read_text())
+    worker = yaml.safe_load(written(work, "mk-b", "/etc/microk8s.yaml").read_text())
     assert primary["addons"] == [
         {"name": "dns", "args": ["223.5.5.5,119.29.29.29"]},
         {"name": "rbac"},
@@ -188,34 +176,34 @@ def test_launch_configs(cluster: dict[str, Any]) -> None:
     regs = primary["containerdRegistryConfigs"]
     assert sorted(regs) == sorted(["docker.io", LOCALREG])
     assert '[host."https://docker.m.daocloud.io"]' in regs["docker.io"]
-    assert oct(_file(work, "mk-a", "/etc/microk8s.yaml").stat().st_mode & 0o777) == "0o600"
+    assert oct(written(work, "mk-a", "/etc/microk8s.yaml").stat().st_mode & 0o777) == "0o600"
 
 
 def test_registry_entries_in_certs_d(cluster: dict[str, Any]) -> None:
     certs = "/var/snap/microk8s/current/args/certs.d"
     for node in NODES:
-        own = _file(cluster["work"], node, f"{certs}/{LOCALREG}/hosts.toml").read_text()
+        own = written(cluster["work"], node, f"{certs}/{LOCALREG}/hosts.toml").read_text()
         assert own.startswith("# managed-by: chutes.miner.microk8s")
         assert f'server = "http://{LOCALREG}"' in own
-        mirror = _file(cluster["work"], node, f"{certs}/docker.io/hosts.toml").read_text()
+        mirror = written(cluster["work"], node, f"{certs}/docker.io/hosts.toml").read_text()
         assert "docker.m.daocloud.io" in mirror
 
 
 def test_worker_joins_the_primary_over_its_node_address_once(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
-    joins = [c["argv"] for c in _calls(work, "mk-b", "microk8s") if c["argv"][0] == "join"]
+    joins = [c["argv"] for c in _mk(work, "mk-b") if c["argv"][0] == "join"]
     assert len(joins) == 1
     where, token, check = joins[0][1].split("/")
     assert where == "192.168.0.1:25000" and len(token) == 32 and joins[0][2] == "--worker"
-    adds = [c["argv"] for c in _calls(work, "mk-a", "microk8s") if c["argv"][0] == "add-node"]
+    adds = [c["argv"] for c in _mk(work, "mk-a") if c["argv"][0] == "add-node"]
     assert adds == [["add-node", "--token", token, "--token-ttl", "300", "--format", "token-check"]]
-    assert not any(c["argv"][0] == "join" for c in _calls(work, "mk-a", "microk8s"))
-    assert _file(work, "mk-b", "/var/snap/microk8s/current/var/lock/clustered.lock").exists()
+    assert not any(c["argv"][0] == "join" for c in _mk(work, "mk-a"))
+    assert written(work, "mk-b", "/var/snap/microk8s/current/var/lock/clustered.lock").exists()
 
 
 def test_addons_labels_and_contract(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
-    state = json.loads((work / "cluster" / "cluster.json").read_text())
+    state = json.loads((work / "shared" / "cluster.json").read_text())
     assert state["addons"] == {"dns": "223.5.5.5,119.29.29.29", "rbac": ""}
     assert state["nodes"]["mk-a"] == {
         "kubernetes.io/hostname": "mk-a",
@@ -227,13 +215,13 @@ def test_addons_labels_and_contract(cluster: dict[str, Any]) -> None:
         "chutes/worker": "true",
         "chutes/gpu-node": "true",
     }
-    kubeconfig = _file(work, "mk-a", "/etc/chutes-miner/kubeconfig/admin.conf")
+    kubeconfig = written(work, "mk-a", "/etc/chutes-miner/kubeconfig/admin.conf")
     assert "server: https://192.168.0.1:16443" in kubeconfig.read_text()
     assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
-    assert not _file(work, "mk-b", "/etc/chutes-miner/kubeconfig/admin.conf").exists()
+    assert not written(work, "mk-b", "/etc/chutes-miner/kubeconfig/admin.conf").exists()
     facts = {}
-    for play in cluster["runs"]["converge"]["plays"]:
-        for task in play["tasks"]:
+    for run in cluster["runs"]["converge"]["plays"]:
+        for task in run["tasks"]:
             if task["task"]["name"].endswith(
                 "Export the common Kubernetes contract for later roles"
             ):
@@ -250,34 +238,34 @@ def test_a_rerun_and_a_check_run_change_nothing(cluster: dict[str, Any], run: st
     before = cluster["snap_calls"]["converge" if run == "rerun" else "rerun"]
     work = cluster["work"]
     for node in NODES:
-        new = _calls(work, node, "snap")[before[node] :]
+        new = _snap(work, node)[before[node] :]
         assert all(c.get("argv", ["list"])[0] == "list" for c in new), new
-    m_calls = [c["argv"][0] for n in NODES for c in _calls(work, n, "microk8s")]
+    m_calls = [c["argv"][0] for n in NODES for c in _mk(work, n)]
     assert m_calls.count("join") == 1 and m_calls.count("add-node") == 1
 
 
 def test_a_tampered_bundle_installs_nothing(tmp_path: Path) -> None:
-    _bundle(tmp_path / "bundle", tamper="microk8s.snap")
+    _setup(tmp_path, tamper="microk8s.snap")
     rc, report, tail = _play(tmp_path, _inventory(tmp_path))
     assert rc != 0, tail
-    msg = _failed_msgs(report)
+    msg = failed_msgs(report)
     assert "bundle file(s) failed, nothing was installed" in msg, msg
     assert "microk8s.snap" in msg and "未安装任何内容" in msg
     for node in NODES:
-        assert not [c for c in _calls(tmp_path, node, "snap") if c.get("argv", [""])[0] != "list"]
-        assert not _file(tmp_path, node, "/etc/microk8s.yaml").exists()
+        assert not [c for c in _snap(tmp_path, node) if c.get("argv", [""])[0] != "list"]
+        assert not written(tmp_path, node, "/etc/microk8s.yaml").exists()
 
 
 def test_bad_inputs_are_refused_before_anything_is_touched(tmp_path: Path) -> None:
-    _bundle(tmp_path / "bundle")
+    _setup(tmp_path)
     inventory = _inventory(
         tmp_path, microk8s_dns_upstreams=[], microk8s_addons=["community"], microk8s_token_ttl=1
     )
     rc, report, tail = _play(tmp_path, inventory)
     assert rc != 0, tail
-    msg = _failed_msgs(report)
+    msg = failed_msgs(report)
     assert "3 problem(s), nothing was changed" in msg and "未做任何更改" in msg, msg
     assert "microk8s_dns_upstreams is empty" in msg and "community is not allowed" in msg
     for node in NODES:
-        assert _calls(tmp_path, node, "snap") == []
+        assert _snap(tmp_path, node) == []
         assert not (tmp_path / "upper" / node / "etc" / "microk8s.yaml").exists()
