@@ -8,7 +8,8 @@ source "$(dirname "$0")/env.sh"
 
 packages=(podman runc crun netavark aardvark-dns fuse-overlayfs slirp4netns uidmap
   catatonit iptables nftables debootstrap wireguard-tools wireguard-go iputils-ping
-  openssh-client shellcheck wrk gcc libc6-dev)
+  openssh-client shellcheck wrk gcc libc6-dev
+  dpkg-dev python3-apt) # the nvidia role's test node: a stand-in apt repository, the apt module
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -25,11 +25,14 @@ needs_namespaces = pytest.mark.skipif(
 
 
 def install(work: Path, source: Path, dest: str, node: str = "all") -> None:
-    """Put a stand-in script into the nodes' roots at ``dest``, run by this Python."""
+    """Put a stand-in script into the nodes' roots at ``dest``; a Python one is run by this
+    Python (its libraries, PyYAML included), a shell one keeps its shebang."""
     target = work / "setup" / node / dest.lstrip("/")
     target.parent.mkdir(parents=True, exist_ok=True)
     lines = source.read_text().splitlines(keepends=True)
-    target.write_text(f"#!{sys.executable}\n" + "".join(lines[1:]))
+    if "python" in lines[0]:
+        lines[0] = f"#!{sys.executable}\n"
+    target.write_text("".join(lines))
     target.chmod(0o755)
 
 
