@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +18,10 @@ from tests.k8s.controlplane import ControlPlane
 SECRETS = ("postgres-secret", "redis-secret", "registry-auth", "miner-credentials")
 
 
-def _vars(cp: ControlPlane, **more: Any) -> dict[str, Any]:
+def _vars(cp: ControlPlane, data_dir: Path, **more: Any) -> dict[str, Any]:
     return {
         "chutes_kubeconfig": str(cp.kubeconfig),
+        "miner_postgres_data_dir": str(data_dir),
         "miner_common_k8s_client_install": False,
         "miner_wait": False,
         **more,
@@ -41,14 +43,28 @@ def _versions(cp: ControlPlane) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(deploy: Deploy, fresh_control_plane: ControlPlane) -> dict[str, Any]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PostgreSQL's data directory on the "control node" (this machine, a local connection)."""
+    return tmp_path_factory.mktemp("node") / "postgres-data"
+
+
+@pytest.fixture(scope="module")
+def runs(deploy: Deploy, fresh_control_plane: ControlPlane, data_dir: Path) -> dict[str, Any]:
     cp = fresh_control_plane
-    rc, first = deploy.run(extra_vars=_vars(cp))
+    rc, first = deploy.run(extra_vars=_vars(cp, data_dir))
     assert rc == 0, first[-4000:]
     secrets, versions = _secrets(cp), _versions(cp)
-    rc, second = deploy.run(extra_vars=_vars(cp))
+    rc, second = deploy.run(extra_vars=_vars(cp, data_dir))
     assert rc == 0, second[-4000:]
-    return {"first": first, "second": second, "secrets": secrets, "versions": versions}
+    rc, check = deploy.run("--check", extra_vars=_vars(cp, data_dir))
+    assert rc == 0, check[-4000:]
+    return {
+        "first": first,
+        "second": second,
+        "check": check,
+        "secrets": secrets,
+        "versions": versions,
+    }
 
 
 def test_first_run_creates_every_object(runs: dict[str, Any], rendered_names: set[str]) -> None:
@@ -65,9 +81,15 @@ def rendered_names(rendered: Any) -> set[str]:
     }
 
 
+def test_data_directory_belongs_to_postgres(runs: dict[str, Any], data_dir: Path) -> None:
+    info = data_dir.stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (999, 999, 0o700)
+
+
 def test_rerun_changes_nothing(runs: dict[str, Any], fresh_control_plane: ControlPlane) -> None:
-    counts = recap(runs["second"])
-    assert counts["changed"] == 0 and counts["failed"] == 0, runs["second"][-4000:]
+    for run in ("second", "check"):  # a rerun, and a dry run (--check) after it
+        counts = recap(runs[run])
+        assert counts["changed"] == 0 and counts["failed"] == 0, runs[run][-4000:]
     assert _versions(fresh_control_plane) == runs["versions"]
 
 
@@ -95,12 +117,12 @@ def test_objects_are_owned_by_the_collections_field_manager(
 
 
 def test_a_wait_that_times_out_says_which_object_and_why(
-    runs: dict[str, Any], deploy: Deploy, fresh_control_plane: ControlPlane
+    runs: dict[str, Any], deploy: Deploy, fresh_control_plane: ControlPlane, data_dir: Path
 ) -> None:
     rc, out = deploy.run(
         "--tags",
         "miner_postgres",
-        extra_vars=_vars(fresh_control_plane, miner_wait=True, miner_wait_timeout=5),
+        extra_vars=_vars(fresh_control_plane, data_dir, miner_wait=True, miner_wait_timeout=5),
     )
     assert rc != 0
     assert "Not ready after 5 s" in out and "秒后仍未就绪" in out
