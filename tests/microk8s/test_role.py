@@ -19,11 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.sandbox import (
@@ -120,9 +118,7 @@ def _play(work: Path, inventory: Path, *args: str) -> tuple[int, dict[str, Any],
     return play(work, NODES, inventory, PLAYBOOK, *args)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    work = tmp_path_factory.mktemp("mk8s")
+def _converge_rerun_check(work: Path) -> dict[str, Any]:
     _setup(work)
     inventory = _inventory(work)
     runs = {}
@@ -132,10 +128,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         assert rc == 0, (name, failed_msgs(report), tail)
         runs[name] = report
         snap_calls[name] = {n: len(_snap(work, n)) for n in NODES}
-    yield {"work": work, "runs": runs, "snap_calls": snap_calls}
+    return {"work": work, "runs": runs, "snap_calls": snap_calls}
 
 
-def test_launch_config_is_written_before_the_first_install(cluster: dict[str, Any]) -> None:
+def _check_launch_config_is_written_before_the_first_install(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
     for node in NODES:
         recorded = _snap(work, node)
@@ -145,7 +141,7 @@ def test_launch_config_is_written_before_the_first_install(cluster: dict[str, An
         assert hooks[0]["launch_config_sha256"] == hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_ack_then_install_snapd_base_microk8s_classic_then_hold(cluster: dict[str, Any]) -> None:
+def _check_ack_then_install_snapd_base_microk8s_classic_then_hold(cluster: dict[str, Any]) -> None:
     bundle = "/var/lib/chutes-miner/snaps"
     for node in NODES:
         argvs = [c["argv"] for c in _snap(cluster["work"], node) if "argv" in c]
@@ -161,7 +157,7 @@ def test_ack_then_install_snapd_base_microk8s_classic_then_hold(cluster: dict[st
         ], argvs
 
 
-def test_launch_configs(cluster: dict[str, Any]) -> None:
+def _check_launch_configs(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
     primary = yaml.safe_load(written(work, "mk-a", "/etc/microk8s.yaml").read_text())
     worker = yaml.safe_load(written(work, "mk-b", "/etc/microk8s.yaml").read_text())
@@ -179,7 +175,7 @@ def test_launch_configs(cluster: dict[str, Any]) -> None:
     assert oct(written(work, "mk-a", "/etc/microk8s.yaml").stat().st_mode & 0o777) == "0o600"
 
 
-def test_registry_entries_in_certs_d(cluster: dict[str, Any]) -> None:
+def _check_registry_entries_in_certs_d(cluster: dict[str, Any]) -> None:
     certs = "/var/snap/microk8s/current/args/certs.d"
     for node in NODES:
         own = written(cluster["work"], node, f"{certs}/{LOCALREG}/hosts.toml").read_text()
@@ -189,7 +185,7 @@ def test_registry_entries_in_certs_d(cluster: dict[str, Any]) -> None:
         assert "docker.m.daocloud.io" in mirror
 
 
-def test_worker_joins_the_primary_over_its_node_address_once(cluster: dict[str, Any]) -> None:
+def _check_worker_joins_the_primary_over_its_node_address_once(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
     joins = [c["argv"] for c in _mk(work, "mk-b") if c["argv"][0] == "join"]
     assert len(joins) == 1
@@ -201,7 +197,7 @@ def test_worker_joins_the_primary_over_its_node_address_once(cluster: dict[str, 
     assert written(work, "mk-b", "/var/snap/microk8s/current/var/lock/clustered.lock").exists()
 
 
-def test_addons_labels_and_contract(cluster: dict[str, Any]) -> None:
+def _check_addons_labels_and_contract(cluster: dict[str, Any]) -> None:
     work = cluster["work"]
     state = json.loads((work / "shared" / "cluster.json").read_text())
     assert state["addons"] == {"dns": "223.5.5.5,119.29.29.29", "rbac": ""}
@@ -231,8 +227,7 @@ def test_addons_labels_and_contract(cluster: dict[str, Any]) -> None:
     assert facts["chutes_cluster_dns"] == "10.152.183.10"
 
 
-@pytest.mark.parametrize("run", ["rerun", "check"])
-def test_a_rerun_and_a_check_run_change_nothing(cluster: dict[str, Any], run: str) -> None:
+def _check_a_rerun_and_a_check_run_change_nothing(cluster: dict[str, Any], run: str) -> None:
     stats = cluster["runs"][run]["stats"]
     assert {n: stats[n]["changed"] for n in NODES} == dict.fromkeys(NODES, 0)
     before = cluster["snap_calls"]["converge" if run == "rerun" else "rerun"]
@@ -242,6 +237,20 @@ def test_a_rerun_and_a_check_run_change_nothing(cluster: dict[str, Any], run: st
         assert all(c.get("argv", ["list"])[0] == "list" for c in new), new
     m_calls = [c["argv"][0] for n in NODES for c in _mk(work, n)]
     assert m_calls.count("join") == 1 and m_calls.count("add-node") == 1
+
+
+def test_install_join_rerun_and_check_mode(tmp_path: Path) -> None:
+    # One test, not one per check: under pytest-xdist a module fixture would converge the
+    # nodes once per worker.
+    cluster = _converge_rerun_check(tmp_path)
+    _check_launch_config_is_written_before_the_first_install(cluster)
+    _check_ack_then_install_snapd_base_microk8s_classic_then_hold(cluster)
+    _check_launch_configs(cluster)
+    _check_registry_entries_in_certs_d(cluster)
+    _check_worker_joins_the_primary_over_its_node_address_once(cluster)
+    _check_addons_labels_and_contract(cluster)
+    for run in ("rerun", "check"):
+        _check_a_rerun_and_a_check_run_change_nothing(cluster, run)
 
 
 def test_a_tampered_bundle_installs_nothing(tmp_path: Path) -> None:

@@ -17,12 +17,10 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.sandbox import (
@@ -232,9 +230,7 @@ def _dpkg(work: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    work = tmp_path_factory.mktemp("nvidia")
+def _steps(work: Path) -> dict[str, Any]:
     _setup(work)
     steps: dict[str, Any] = {}
     for name, settings in (
@@ -245,10 +241,12 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ):
         rc, report, tail = _run(work, **settings)
         steps[name] = {"rc": rc, "report": report, "tail": tail, "dpkg": _dpkg(work)}
-    yield {"work": work, **steps}
+    return {"work": work, **steps}
 
 
-def test_first_install_of_the_pinned_branch_from_the_cuda_repository(node: dict[str, Any]) -> None:
+def _check_first_install_of_the_pinned_branch_from_the_cuda_repository(
+    node: dict[str, Any],
+) -> None:
     first = node["first"]
     assert first["rc"] == 0, (failed_msgs(first["report"]), first["tail"])
     held = {n: v for n, (v, sel) in first["dpkg"].items() if sel == "hold"}
@@ -265,7 +263,7 @@ def test_first_install_of_the_pinned_branch_from_the_cuda_repository(node: dict[
     assert not any("580" in n for n in first["dpkg"])
 
 
-def test_dev_char_links_rule_and_boot_unit(node: dict[str, Any]) -> None:
+def _check_dev_char_links_rule_and_boot_unit(node: dict[str, Any]) -> None:
     rule = written(node["work"], "gpu-t", "/etc/udev/rules.d/71-chutes-miner-nvidia-dev-char.rules")
     assert "create-dev-char-symlinks --create-all" in rule.read_text()
     wants = "/etc/systemd/system/multi-user.target.wants/chutes-nvidia-dev-char.service"
@@ -275,21 +273,21 @@ def test_dev_char_links_rule_and_boot_unit(node: dict[str, Any]) -> None:
         assert written(node["work"], "gpu-t", link).is_symlink(), unit
 
 
-def test_nouveau_blacklist_rebuilds_the_initramfs_once(node: dict[str, Any]) -> None:
+def _check_nouveau_blacklist_rebuilds_the_initramfs_once(node: dict[str, Any]) -> None:
     blacklist = written(node["work"], "gpu-t", "/etc/modprobe.d/chutes-miner-nouveau.conf")
     assert "blacklist nouveau" in blacklist.read_text()
     log = written(node["work"], "gpu-t", "/var/log/standin-nvidia.log").read_text().splitlines()
     assert log.count("update-initramfs -u") == 1, log
 
 
-def test_no_module_loaded_means_a_warning_never_a_reboot(node: dict[str, Any]) -> None:
+def _check_no_module_loaded_means_a_warning_never_a_reboot(node: dict[str, Any]) -> None:
     for step in ("first", "replace", "rerun"):
         results = tasks(node[step]["report"], "gpu-t")
         assert not results["reboot | Warn that the new driver needs a reboot"].get("skipped")
         assert results["reboot | Reboot to load the new driver"].get("skipped"), step
 
 
-def test_another_branch_is_refused_and_nothing_changes(node: dict[str, Any]) -> None:
+def _check_another_branch_is_refused_and_nothing_changes(node: dict[str, Any]) -> None:
     step = node["other_branch"]
     assert step["rc"] != 0
     msg = failed_msgs(step["report"])
@@ -299,7 +297,7 @@ def test_another_branch_is_refused_and_nothing_changes(node: dict[str, Any]) -> 
     assert step["dpkg"] == node["first"]["dpkg"]
 
 
-def test_replace_removes_only_the_old_branch_by_name(node: dict[str, Any]) -> None:
+def _check_replace_removes_only_the_old_branch_by_name(node: dict[str, Any]) -> None:
     step = node["replace"]
     assert step["rc"] == 0, (failed_msgs(step["report"]), step["tail"])
     assert not any("570" in n for n in step["dpkg"]), step["dpkg"]
@@ -315,8 +313,21 @@ def test_replace_removes_only_the_old_branch_by_name(node: dict[str, Any]) -> No
     )
 
 
-def test_a_rerun_changes_nothing(node: dict[str, Any]) -> None:
+def _check_a_rerun_changes_nothing(node: dict[str, Any]) -> None:
     step = node["rerun"]
     assert step["rc"] == 0, (failed_msgs(step["report"]), step["tail"])
     assert step["report"]["stats"]["gpu-t"]["changed"] == 0
     assert step["dpkg"] == node["replace"]["dpkg"]
+
+
+def test_install_refuse_replace_rerun(tmp_path: Path) -> None:
+    # One test, not one per check: under pytest-xdist a module fixture would run the steps
+    # once per worker.
+    node = _steps(tmp_path)
+    _check_first_install_of_the_pinned_branch_from_the_cuda_repository(node)
+    _check_dev_char_links_rule_and_boot_unit(node)
+    _check_nouveau_blacklist_rebuilds_the_initramfs_once(node)
+    _check_no_module_loaded_means_a_warning_never_a_reboot(node)
+    _check_another_branch_is_refused_and_nothing_changes(node)
+    _check_replace_removes_only_the_old_branch_by_name(node)
+    _check_a_rerun_changes_nothing(node)
