@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.inventory.conftest import valid
+from tests.inventory.conftest import check, upstream, valid
 from tests.inventory.test_inventory_rules import CASES, _run
 
 GOLDEN = Path(__file__).parent / "golden" / "messages.json"
@@ -27,8 +27,18 @@ CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 MISSING = re.compile(r"\bNone\b|XX|\{[a-z_]+\}")
 
 
-def messages() -> dict[str, dict[str, list[dict[str, str]]]]:
-    out: dict[str, dict[str, list[dict[str, str]]]] = {}
+def _narrow_nodeports() -> Any:
+    """A cluster whose NodePort range leaves out the default API port (32000)."""
+    return check(valid(), nodeport_range=(30000, 31000))
+
+
+# Beyond the rule cases: the upstream format (notices and the variables it maps, in `changes`)
+# and a NodePort range other than Kubernetes' default.
+EXTRA = {"upstream-format": lambda: check(upstream()), "nodeport-range": _narrow_nodeports}
+
+
+def messages() -> dict[str, dict[str, list[Any]]]:
+    out: dict[str, dict[str, list[Any]]] = {}
     for case in CASES:
         inv = valid()
         case.mutate(inv)
@@ -37,11 +47,18 @@ def messages() -> dict[str, dict[str, list[dict[str, str]]]]:
             "problems": [p.as_dict() for p in result.problems],
             "notices": [p.as_dict() for p in result.notices],
         }
+    for name, run in EXTRA.items():
+        result = run()
+        out[name] = {
+            "problems": [p.as_dict() for p in result.problems],
+            "notices": [p.as_dict() for p in result.notices],
+            "changes": result.changes,
+        }
     return out
 
 
 @pytest.fixture(scope="module")
-def current() -> dict[str, dict[str, list[dict[str, str]]]]:
+def current() -> dict[str, dict[str, list[Any]]]:
     return messages()
 
 
@@ -58,7 +75,7 @@ def test_messages_match_golden(current: dict[str, Any]) -> None:
         assert found == golden[case_id], case_id
 
 
-@pytest.mark.parametrize("case", [c.id for c in CASES])
+@pytest.mark.parametrize("case", [c.id for c in CASES] + list(EXTRA))
 def test_each_language_is_complete(case: str, current: dict[str, Any]) -> None:
     for item in current[case]["problems"] + current[case]["notices"]:
         for field in ("en", "fix_en"):

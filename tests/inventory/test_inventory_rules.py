@@ -38,6 +38,7 @@ def setting(host: str, **values: Any) -> Mutation:
 
 
 DELETE: Any = object()
+NODES = ("cpu-0", "gpu-0", "gpu-1")
 
 
 def steps(*mutations: Mutation) -> Mutation:
@@ -103,7 +104,20 @@ CASES = [
     Case("missing-ansible-host", setting("gpu-0", ansible_host=DELETE), [("missing_ansible_host", "gpu-0", "ansible_host")]),
     Case("local-connection-needs-no-host", setting("gpu-0", ansible_host=DELETE, ansible_connection="local"), []),
     Case("duplicate-ansible-host", setting("gpu-1", ansible_host="10.20.0.11"), [("duplicate_ansible_host", "gpu-0, gpu-1", "ansible_host")]),
-    Case("same-address-other-port-ok", steps(setting(ALL, ansible_host="127.0.0.1"), setting("gpu-0", ansible_port=2201), setting("gpu-1", ansible_port=2202)), []),
+    Case("same-address-other-port-ok", steps(*(setting(h, ansible_host="127.0.0.1") for h in NODES), setting("gpu-0", ansible_port=2201), setting("gpu-1", ansible_port=2202)), []),
+    Case("same-address-same-port", steps(*(setting(h, ansible_host="127.0.0.1") for h in NODES), setting("gpu-0", ansible_port=2201), setting("gpu-1", ansible_port=2201)),
+         [("duplicate_ansible_host", "gpu-0, gpu-1", "ansible_host")]),
+    Case("ansible-port-22-is-the-default", steps(setting("gpu-0", ansible_host="10.20.0.99"), setting("gpu-1", ansible_host="10.20.0.99", ansible_port=22)),
+         [("duplicate_ansible_host", "gpu-0, gpu-1", "ansible_host")]),
+    Case("ansible-host-names-ignore-case", steps(setting("gpu-0", ansible_host="Node.Example"), setting("gpu-1", ansible_host="node.example")),
+         [("duplicate_ansible_host", "gpu-0, gpu-1", "ansible_host")]),
+    # A host the rule skips (local, unusable, a name) does not end the checks of the hosts after it.
+    Case("local-host-then-bad", steps(setting("cpu-0", ansible_host=DELETE, ansible_connection="local"), setting("gpu-1", ansible_host="0.0.0.0")),
+         [("bad_ansible_host", "gpu-1", "ansible_host")]),
+    Case("unusable-host-then-bad", steps(setting("cpu-0", ansible_host=["x"]), setting("gpu-1", ansible_host="0.0.0.0")),
+         [("wrong_type", "cpu-0", "ansible_host"), ("bad_ansible_host", "gpu-1", "ansible_host")]),
+    Case("named-host-then-placeholder", steps(setting("cpu-0", ansible_host="cpu.example"), setting("gpu-1", ansible_host="192.0.2.5")),
+         [("placeholder_address", "gpu-1", "ansible_host")]),
     Case("ansible-host-dns-name-ok", setting("gpu-0", ansible_host="gpu-0.example.internal"), []),
     Case("ansible-host-unspecified", setting("gpu-0", ansible_host="0.0.0.0"), [("bad_ansible_host", "gpu-0", "ansible_host")]),
     Case("ansible-host-multicast", setting("gpu-0", ansible_host="224.0.0.1"), [("bad_ansible_host", "gpu-0", "ansible_host")]),
@@ -172,11 +186,26 @@ CASES = [
     Case("hub-without-endpoint", setting("cpu-0", wireguard_endpoint=""), [("hub_without_endpoint", "cpu-0", "wireguard_endpoint")]),
     Case("worker-behind-nat-ok", setting("gpu-0", wireguard_endpoint=""), []),
     Case("hub-group-missing", setting(ALL, wireguard_hub_group="hub"), [("group_size", ALL, "wireguard_hub_group")]),
+    Case("hub-group-two-hosts", steps(setting(ALL, wireguard_hub_group="hub"), regroup(hub=["cpu-0", "gpu-0"])), [("group_size", ALL, "wireguard_hub_group")]),
+    Case("hub-group-one-host-ok", steps(setting(ALL, wireguard_hub_group="hub"), regroup(hub=["cpu-0"])), []),
+    Case("hub-group-default-named-ok", setting(ALL, wireguard_hub_group="chutes_primary"), []),
+    Case("workers-group-empty", steps(setting(ALL, wireguard_workers_group="wg"), regroup(wg=[])), [("group_size", ALL, "wireguard_workers_group")]),
+    Case("workers-group-one-host-ok", steps(setting(ALL, wireguard_workers_group="wg"), regroup(wg=["gpu-0"])), []),
+    Case("hub-endpoint-from-external-ip-ok", setting("cpu-0", wireguard_endpoint=DELETE), []),
+    Case("hub-with-endpoint-no-external-ip", setting("cpu-0", chutes_external_ip=DELETE, wireguard_endpoint="hub.example"),
+         [("missing_external_ip", "cpu-0", "chutes_external_ip")]),
+    Case("hub-without-endpoint-or-external-ip", setting("cpu-0", chutes_external_ip=DELETE),
+         [("missing_external_ip", "cpu-0", "chutes_external_ip"), ("hub_without_endpoint", "cpu-0", "wireguard_endpoint")]),
+    Case("two-node-cluster-hub-without-endpoint", steps(rename("gpu-1", "gone"), regroup(chutes_gpu=["gpu-0"], chutes_workers=["gpu-0"]),
+                                                        lambda inv: inv.hosts.pop("gone"), setting("cpu-0", wireguard_endpoint="")),
+         [("hub_without_endpoint", "cpu-0", "wireguard_endpoint")]),
     # Ports.
     Case("registry-port-29999", setting(ALL, chutes_registry_port=29999), [("out_of_range", h, "chutes_registry_port") for h in ("cpu-0", "gpu-0", "gpu-1")]),
     Case("ports-at-bounds-ok", setting(ALL, chutes_registry_port=30000, miner_api_node_port=32767), []),
     Case("api-port-32768", setting(ALL, miner_api_node_port=32768), [("out_of_range", h, "miner_api_node_port") for h in ("cpu-0", "gpu-0", "gpu-1")]),
     Case("ports-clash", setting(ALL, miner_api_node_port=30500), [("port_clash", ALL, "miner_api_node_port")]),
+    Case("ports-clash-with-default-api-port", setting(ALL, chutes_registry_port=32000), [("port_clash", ALL, "miner_api_node_port")]),
+    Case("ports-clash-both-set", setting(ALL, chutes_registry_port=31000, miner_api_node_port=31000), [("port_clash", ALL, "miner_api_node_port")]),
     Case("registry-port-per-host", setting("gpu-0", chutes_registry_port=30501), [("inconsistent", ALL, "chutes_registry_port")]),
     # Validators.
     Case("validators-empty", setting(ALL, chutes_validators=[]), [("empty", h, "chutes_validators") for h in ("cpu-0", "gpu-0", "gpu-1")]),
@@ -205,6 +234,10 @@ CASES = [
     Case("admin-33-chars", setting(ALL, base_admin_user="a" * 33), [("bad_format", h, "base_admin_user") for h in ("cpu-0", "gpu-0", "gpu-1")]),
     Case("nofile-soft-above-hard", setting("gpu-0", base_nofile_soft=50000), [("nofile_order", "gpu-0", "base_nofile_soft")]),
     Case("nofile-equal-ok", setting("gpu-0", base_nofile_soft=40001), []),
+    Case("nofile-soft-above-default-hard", setting("gpu-0", base_nofile_soft=40002), [("nofile_order", "gpu-0", "base_nofile_soft")]),
+    Case("nofile-hard-below-default-soft", setting("gpu-0", base_nofile_hard=39999), [("nofile_order", "gpu-0", "base_nofile_soft")]),
+    Case("nofile-hard-at-default-soft-ok", setting("gpu-0", base_nofile_hard=40000), []),
+    Case("nofile-both-set-ok", setting("gpu-0", base_nofile_soft=50000, base_nofile_hard=50000), []),
     Case("unattended-upgrades", setting("gpu-0", base_unattended_upgrades="yes"), [("not_a_choice", "gpu-0", "base_unattended_upgrades")]),
     Case("snap-dir-relative", setting("gpu-0", base_snap_data_dir="data/snap"), [("bad_format", "gpu-0", "base_snap_data_dir")]),
     Case("dns-server-name", setting("gpu-0", base_dns_servers=["dns.example"]), [("bad_format", "gpu-0", "base_dns_servers")]),
@@ -345,3 +378,14 @@ def test_a_failing_rule_is_reported_not_raised() -> None:
     result = validate(inv.hostvars(), inv.group_map(), GPUS, rules=[*RULES, broken])
     assert [(p.code, p.host) for p in result.problems] == [("rule_failed", ALL)]
     assert "broken" in result.problems[0].en and "KeyError" in result.problems[0].en
+
+
+def test_ports_outside_the_clusters_nodeport_range() -> None:
+    result = check(valid(), nodeport_range=(30000, 31000))
+    assert codes(result) == [("out_of_range", ALL, "miner_api_node_port")]
+    assert "miner_api_node_port=32000" in result.problems[0].en
+    assert "30000" in result.problems[0].en and "31000" in result.problems[0].en
+    inv = valid()
+    inv.cluster.update(chutes_registry_port=31001, miner_api_node_port=30999)
+    result = check(inv, nodeport_range=(30000, 31000))
+    assert codes(result) == [("out_of_range", ALL, "chutes_registry_port")]
