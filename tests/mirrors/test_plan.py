@@ -280,6 +280,7 @@ def test_auto_prefers_host_origin_and_cloud_vpc(
 def test_invalid_inputs_give_one_bilingual_error(
     catalog: dict[str, Any], resource_defaults: dict[str, Any], kwargs: dict[str, Any], needle: str
 ) -> None:
+    kwargs = dict(kwargs)  # the parameter is shared by every run in this process
     profile = kwargs.pop("profile")
     p = plan(catalog, resource_defaults, profile, **kwargs)
     assert p["errors"], "expected an error"
