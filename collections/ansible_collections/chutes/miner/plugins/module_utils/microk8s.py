@@ -423,7 +423,8 @@ def sha256sums(text: str) -> dict[str, str]:
     for line in str(text or "").splitlines():
         parts = line.split()
         if len(parts) == 2 and re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
-            out[parts[1].lstrip("*").removeprefix("./")] = parts[0].lower()
+            name = parts[1].lstrip("*")
+            out[name[2:] if name.startswith("./") else name] = parts[0].lower()
     return out
 
 
