@@ -23,7 +23,7 @@ help:
 	@echo "make lab-down  - remove every container, network and file the lab created"
 	@echo "make k8s-bin   - build Kubernetes, etcd, containerd, runc, CNI from Go modules (cached)"
 	@echo "make services  - PostgreSQL and Redis on 127.0.0.1 (Debian packages, started when down)"
-	@echo "make image     - lab node and mirror images (debootstrap, cached)"
+	@echo "make image     - lab node, mirror and miner images (debootstrap, cached)"
 	@echo "make lint      - yamllint, ansible-lint (production), ruff, mypy, shellcheck"
 	@echo "make sanity    - ansible-test sanity + units and galaxy-importer on the built collection"
 	@echo "make pytest    - repository, control_api and graval tests (real control plane, PostgreSQL, Redis)"
@@ -59,6 +59,7 @@ k8s-bin:
 image: host
 	$(LAB) tests/lab/build-image.sh
 	$(LAB) tests/lab/build-mirror-image.sh >/dev/null
+	$(LAB) tests/lab/build-miner-images.sh >/dev/null
 
 lint: $(STAMP)
 	$(LAB) tests/timed lint-yaml yamllint --strict .
@@ -66,7 +67,7 @@ lint: $(STAMP)
 	$(LAB) tests/timed lint-ruff ruff check .
 	$(LAB) tests/timed lint-ruff-format ruff format --check .
 	$(LAB) tests/timed lint-mypy tests/mypy-packages
-	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/lab/k8s/*.sh tests/*.sh tests/registry_proxy/*.sh tests/timed tests/mypy-packages benchmarks/*.sh .ci/run
+	$(LAB) tests/timed lint-shell shellcheck -x tests/lab/*.sh tests/lab/images/*/*.sh tests/lab/k8s/*.sh tests/*.sh tests/registry_proxy/*.sh tests/timed tests/mypy-packages benchmarks/*.sh .ci/run
 
 # The built tarball as Galaxy gets it: ansible-test sanity + units, galaxy-importer.
 sanity: $(STAMP)

@@ -2,7 +2,7 @@
 # The local lab: a mirror host plus cpu-0, gpu-0, gpu-1 on the podman network
 # chutes-lab, driven by the real playbooks with inventories/lab.
 #   lab.sh up         host setup, images, nodes, playbooks/site.yml (+ summary)
-#   lab.sh nodes      only the containers (idempotent); used by pytest's lab_nodes
+#   lab.sh nodes      the containers (idempotent), miner images in the registry; pytest's lab_nodes
 #   lab.sh smoke      a busybox pod Running on every node, pinging the other nodes' pods
 #   lab.sh down       remove every container and network the lab created, and its temp files
 #   lab.sh status     what is running, and the mirror's services
@@ -128,6 +128,8 @@ cmd_nodes() {
     start_container "$n" "${node_ips[$n]}" "$CHUTES_LAB_IMAGE" --dns "$mirror_ip" "${kubelet_node_args[@]}"
   done
   wait_for "the mirror services" 120 mirror_ready
+  # The miner's own images (cached; pushed when the registry lacks the recorded digest).
+  "$here/build-miner-images.sh" --push "$mirror_ip:5000" >/dev/null 9>&-
   local pids=()
   for n in "${nodes[@]}"; do
     wait_for "sshd on $n" 120 on_node "$n" true
