@@ -8,6 +8,7 @@ Pending and the roles run with ``miner_wait: false``, the variable that exists f
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -176,3 +177,15 @@ def fresh_control_plane() -> Iterator[ControlPlane]:
         yield cp
     finally:
         cp.stop()
+
+
+SECRETS = ("postgres-secret", "redis-secret", "registry-auth", "miner-credentials")
+
+
+def read_secrets(cp: ControlPlane) -> dict[str, dict[str, str]]:
+    """The generated Secrets in namespace chutes, decoded."""
+    out = {}
+    for name in SECRETS:
+        live = json.loads(cp.kubectl("get", "secret", name, "-n", "chutes", "-o", "json").stdout)
+        out[name] = {k: base64.b64decode(v).decode() for k, v in live["data"].items()}
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.components.conftest import Deploy, recap
+from tests.components.conftest import Deploy, read_secrets, recap
 from tests.k8s import controlplane
 from tests.k8s.controlplane import ControlPlane
 
@@ -180,13 +180,14 @@ def test_deploy_waits_for_every_workload_and_a_rerun_restarts_nothing(
     with StandInKubelet(cluster) as kubelet:
         rc, first = deploy.run(extra_vars=extra)
         assert rc == 0, first[-5000:]
-        pods = _pods(cluster)
+        pods, secrets = _pods(cluster), read_secrets(cluster)
         rc, second = deploy.run(extra_vars=extra)
         assert rc == 0, second[-5000:]
     assert kubelet.errors == []
     assert "Wait for each workload to roll out" in first
     assert recap(second)["changed"] == 0, second[-5000:]
     assert _pods(cluster) == pods  # the same pods: nothing restarted
+    assert read_secrets(cluster) == secrets  # generated once, read back, kept
     names = sorted(pods.values())
     # postgres, redis, api, registry-auth, 2 relays, the proxy on gpu-0, the migrations pod
     daemonsets = cluster.kubectl("get", "ds,rs,job", "-n", NS, "-o", "wide").stdout
