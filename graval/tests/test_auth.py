@@ -7,8 +7,17 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from bittensor_wallet import Keypair
 from fastapi.testclient import TestClient
-from graval_bootstrap.auth import ReplayCache, sign_headers
+from graval_bootstrap.auth import (
+    NONCE_WINDOW_S,
+    REPLAY_TTL_S,
+    AuthError,
+    ReplayCache,
+    Verifier,
+    _sr25519_verify,
+    sign_headers,
+)
 
 if TYPE_CHECKING:
     from conftest import AppFactory, Keys
@@ -164,3 +173,84 @@ def test_replay_cache_ttl_and_bound() -> None:
     for n in range(10):
         cache.add(("b", str(n), "s"))
     assert len(cache) <= 3
+
+
+def _verifier(keys: Keys, now: float = NOW) -> Verifier:
+    return Verifier(keys.miner.ss58_address, ReplayCache(), clock=lambda: now)
+
+
+def _headers(
+    keys: Keys, signer: Keypair | None = None, changes: dict[str, str | None] | None = None
+) -> dict[str, str]:
+    """Lower-case D1 headers (as Starlette presents them) signed for `graval` at NOW."""
+    headers = {k.lower(): v for k, v in keys.d1(signer or keys.validator, "graval", NOW).items()}
+    for name, value in (changes or {}).items():
+        key = "x-chutes-" + name.replace("_", "-")
+        if value is None:
+            del headers[key]
+        else:
+            headers[key] = value
+    return headers
+
+
+# The reason is what the log line says: each refusal names the check that failed.
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"miner": None}, "missing header"),
+        ({"validator": None}, "missing header"),
+        ({"nonce": None}, "missing header"),
+        ({"signature": None}, "missing header"),
+        ({"signature": ""}, "missing header"),
+        ({"nonce": "12ab"}, "malformed nonce"),
+        ({"signature": "zz" * 64}, "malformed signature"),
+        ({"miner": "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"}, "wrong miner"),
+        ({"nonce": str(NOW - 30)}, "nonce outside window"),
+        ({"nonce": str(NOW + 30)}, "nonce outside window"),
+        ({"signature": "ab" * 64}, "bad signature"),
+    ],
+)
+def test_each_refusal_names_its_reason(
+    keys: Keys, changes: dict[str, str | None], reason: str
+) -> None:
+    allowed = {keys.validator.ss58_address}
+    with pytest.raises(AuthError) as refused:
+        _verifier(keys).verify(_headers(keys, changes=changes), "graval", allowed)
+    assert refused.value.reason == reason and str(refused.value) == reason
+
+
+def test_signer_outside_the_route_and_replay_reasons(keys: Keys) -> None:
+    verifier, allowed = _verifier(keys), {keys.validator.ss58_address}
+    with pytest.raises(AuthError, match="^signer not allowed$"):
+        verifier.verify(_headers(keys, keys.other), "graval", allowed)
+    headers = _headers(keys)
+    assert verifier.verify(headers, "graval", allowed) == keys.validator.ss58_address
+    with pytest.raises(AuthError, match="^replay$"):
+        verifier.verify(headers, "graval", allowed)
+    with pytest.raises(AuthError, match="^bad signature$"):
+        verifier.verify(_headers(keys), "management", allowed)
+
+
+def test_replay_entry_expires_exactly_at_its_ttl() -> None:
+    now = [0.0]
+    cache = ReplayCache(ttl_s=61, clock=lambda: now[0])
+    assert cache.add(("a", "1", "s"))
+    now[0] = 60.999
+    assert not cache.add(("a", "1", "s"))
+    now[0] = 61.0
+    assert cache.add(("a", "1", "s"))
+
+
+def test_default_replay_ttl_outlives_the_nonce_window() -> None:
+    # A nonce is accepted for 2 * NONCE_WINDOW_S - 1 seconds; its entry must last that long.
+    now = [0.0]
+    cache = ReplayCache(clock=lambda: now[0])
+    cache.add(("a", "1", "s"))
+    now[0] = 2 * NONCE_WINDOW_S
+    assert not cache.add(("a", "1", "s"))
+    assert REPLAY_TTL_S > 2 * NONCE_WINDOW_S
+
+
+def test_sr25519_check_fails_closed_on_library_errors() -> None:
+    assert not _sr25519_verify("not-an-address", b"message", b"\0" * 64)
+    assert not _sr25519_verify(Keypair.create_from_uri("//X").ss58_address, b"m", b"short")
