@@ -471,3 +471,58 @@ def test_offline_directories_only_for_download_trees(
     )
     assert [e["en"].split(":")[0] for e in bad["errors"]] == ["pypi", "k8s_binaries"]
     assert all(e["zh"] for e in bad["errors"])
+
+
+def test_selection_rows_report_every_candidate() -> None:
+    """The report rows of a hand-made plan, field by field: probed and not, healthy and not,
+    chosen once for a single-choice resource, every healthy one for a registry group."""
+    cands = [{"id": i, "url": f"http://{i}.example/"} for i in ("a", "b", "c", "d")]
+    p = {
+        "resources": {
+            "apt": {"enabled": True, "groups": {"apt": cands}},
+            "registries": {"enabled": True, "groups": {"docker.io": cands[:2]}},
+            "pypi": {"enabled": True, "groups": {"pypi": cands[:1]}},
+            "ntp": {"enabled": False, "groups": {"ntp": cands}},
+        }
+    }
+    results = [
+        {"key": "apt/a", "healthy": False, "status": "HTTP 403", "reason": "403", "latency_ms": 5},
+        {"key": "apt/b", "healthy": True, "status": "HTTP 200", "latency_ms": 7, "warning": "slow"},
+        {"key": "apt/c", "healthy": True, "status": "HTTP 200", "latency_ms": 3},
+        {"key": "registries/docker.io/a", "healthy": True, "status": "HTTP 200"},
+        {"key": "registries/docker.io/b", "healthy": True, "status": "HTTP 200"},
+        {"key": "pypi/a", "healthy": False, "status": "timeout", "reason": "no-such-reason"},
+    ]
+    sel = m.select(p, results)
+    assert {g: [c["id"] for c in picks] for g, picks in sel["chosen"].items()} == {
+        "apt": ["b"],
+        "docker.io": ["a", "b"],
+    }
+    assert sel["failed"] == {"pypi": "fail"}
+    assert m.select(p, results, "warn")["failed"] == {"pypi": "warn"}
+    no_hint = {"en": "", "zh": ""}
+    assert sel["rows"] == [
+        {"key": "apt/a", "resource": "apt", "candidate": "http://a.example/", "healthy": False,
+         "chosen": False, "status": "HTTP 403", "latency_ms": 5, "hint": m.hint("403"),
+         "warning": ""},
+        {"key": "apt/b", "resource": "apt", "candidate": "http://b.example/", "healthy": True,
+         "chosen": True, "status": "HTTP 200", "latency_ms": 7, "hint": no_hint,
+         "warning": "slow"},
+        {"key": "apt/c", "resource": "apt", "candidate": "http://c.example/", "healthy": True,
+         "chosen": False, "status": "HTTP 200", "latency_ms": 3, "hint": no_hint,
+         "warning": ""},
+        {"key": "apt/d", "resource": "apt", "candidate": "http://d.example/", "healthy": False,
+         "chosen": False, "status": "not probed (recorded choice kept)", "latency_ms": None,
+         "hint": no_hint, "warning": ""},
+        {"key": "registries/docker.io/a", "resource": "registries:docker.io",
+         "candidate": "http://a.example/", "healthy": True, "chosen": True, "status": "HTTP 200",
+         "latency_ms": None, "hint": no_hint, "warning": ""},
+        {"key": "registries/docker.io/b", "resource": "registries:docker.io",
+         "candidate": "http://b.example/", "healthy": True, "chosen": True, "status": "HTTP 200",
+         "latency_ms": None, "hint": no_hint, "warning": ""},
+        {"key": "pypi/a", "resource": "pypi", "candidate": "http://a.example/", "healthy": False,
+         "chosen": False, "status": "timeout", "latency_ms": None, "hint": no_hint,
+         "warning": ""},
+    ]  # fmt: skip
+    assert m.hint("403")["en"].startswith("forbidden") and "白名单" in m.hint("403")["zh"]
+    assert m.select({}, []) == {"chosen": {}, "failed": {}, "rows": [], "table": m.table([])}
