@@ -30,7 +30,7 @@ help:
 	@echo "make molecule  - every Molecule scenario on lab nodes"
 	@echo "make collection-build - the collection tarball in .cache/dist"
 	@echo "make test      - lint + sanity + pytest + molecule (what CI runs)"
-	@echo "make mutation  - mutation score of the core modules (mutmut, ~15 min, not in make test)"
+	@echo "make mutation  - mutation score of the core modules (mutmut, slow, not in make test)"
 	@echo "make clean     - lab-down, then remove .cache"
 	@echo "operator (INVENTORY=inventories/<yours>, default inventories/example):"
 	@echo "make validate  - check the inventory on the controller, every problem at once (EN/中文)"
