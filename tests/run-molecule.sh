@@ -8,7 +8,7 @@ source "$(dirname "$0")/lab/env.sh"
 cd "$CHUTES_REPO" || exit 1
 export NO_COLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 jobs="${MOLECULE_JOBS:-2}"
-limit="${MOLECULE_TIMEOUT:-900}"
+limit="${MOLECULE_TIMEOUT:-2400}"
 logdir="$CHUTES_LAB_DIR/molecule"
 mkdir -p "$logdir"
 
