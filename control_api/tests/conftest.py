@@ -283,6 +283,9 @@ def service_env(
             "POSTGRESQL": "postgresql://control_api@127.0.0.1:1/unused",
             "REDIS_URL": REDIS_URL,
             "REGISTRY_AUTH_TOKEN": TOKEN,
+            # no Prometheus port unless a test asks: two processes of one test must not
+            # both bind the default port (nor a developer's running service)
+            "METRICS_PORT": "0",
         }
         return {**env, **overrides}
 
