@@ -47,13 +47,39 @@ def _through_ansible(source: Path) -> dict[str, Any]:
     )
 
 
-def test_lab_inventory_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+LAB_IMAGES = ("control_api", "graval", "postgresql", "redis", "nginx")
+
+
+def _lab_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, images: bool) -> None:
+    """A lab directory as tests/lab makes it: the SSH key and, after a build, the record of the
+    miner images (tests/lab/build-miner-images.sh) that the lab's components.yml reads."""
     key = tmp_path / "id_ed25519"
     key.with_suffix(".pub").write_text(SSH_KEY + "\n")
     monkeypatch.setenv("CHUTES_LAB_KEY", str(key))
+    monkeypatch.setenv("CHUTES_LAB_DIR", str(tmp_path))
+    if images:
+        record = {
+            name: {"repository": f"chutes-miner/{name}", "tag": "1", "digest": "sha256:" + "a" * 64}
+            for name in LAB_IMAGES
+        }
+        (tmp_path / "miner-images.json").write_text(json.dumps({"format": 1, "images": record}))
+
+
+def test_lab_inventory_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _lab_dir(tmp_path, monkeypatch, images=True)
     result = _through_ansible(REPO / "inventories/lab")
     assert result["problems"] == [] and result["notices"] == []
     assert result["primary"] == ["cpu-0"] and result["gpu"] == ["gpu-0", "gpu-1"]
+
+
+def test_lab_inventory_without_an_image_build_names_the_missing_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _lab_dir(tmp_path, monkeypatch, images=False)
+    problems = _through_ansible(REPO / "inventories/lab")["problems"]
+    unresolved = {p["var"] for p in problems if p["code"] == "unresolvable"}
+    assert "miner_api_image_tag" in unresolved and "miner_redis_image_digest" in unresolved
+    assert all("miner-images.json" in p["en"] for p in problems), problems
 
 
 def test_example_inventory_passes_once_its_placeholders_are_replaced(tmp_path: Path) -> None:

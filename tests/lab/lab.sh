@@ -150,6 +150,8 @@ cmd_up() {
   cmd_nodes
   exec 9>&- # release the lock: the playbook run is the operator's
   mkdir -p "$state_dir"
+  # The lab miner's hotkey (inventories/lab/group_vars/all/components.yml), made once.
+  log "miner hotkey $(python "$here/make-hotkey.py" "$state_dir/hotkey.json")"
   log "ansible-playbook -i inventories/lab playbooks/site.yml (log: $state_dir/site.log)"
   cd "$CHUTES_REPO"
   set +e
