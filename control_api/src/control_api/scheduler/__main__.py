@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from control_api.__main__ import _run_async
+from control_api.__main__ import _run_async, _start_metrics
 from control_api.config import describe_error
 from control_api.log import setup_logging
 from control_api.scheduler.config import SchedulerSettings
@@ -37,6 +37,8 @@ def _settings() -> SchedulerSettings:
 async def _run(settings: SchedulerSettings, strategy: object) -> None:
     from control_api.scheduler.service import serve
 
+    # Prometheus on METRICS_PORT (0 = off): its Deployment's probes and Prometheus reach it.
+    _start_metrics(settings, "0.0.0.0")  # noqa: S104 - a pod's probes come from outside it
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
