@@ -66,12 +66,15 @@ class ValidatorState:
 class StandinValidator:
     """Validator HTTP + socket.io, and the GraVal bootstrap's /devices, on one port."""
 
-    def __init__(self, validator_ss58: str, miner_ss58: str) -> None:
+    def __init__(
+        self, validator_ss58: str, miner_ss58: str, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.hotkey = validator_ss58
         self.miner = miner_ss58
         self.state = ValidatorState()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = host  # the lab's end-to-end run listens on the lab network's gateway
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
         self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -144,7 +147,7 @@ class StandinValidator:
 
         self._runner = web.AppRunner(app)
         self.loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, self.host, self.port)
         self.loop.run_until_complete(site.start())
         self.loop.run_forever()
 
@@ -153,7 +156,7 @@ class StandinValidator:
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self
             except OSError:
                 time.sleep(0.05)

@@ -9,7 +9,7 @@
 #   and installed in the image as a user installs it, from the index of this machine's pip
 #   configuration (PIP_INDEX_URL, PIP_TRUSTED_HOST) with this machine's CA bundle (PIP_CERT:
 #   TLS may be re-signed on the way out, as it is here). graval is built without the gpu
-#   extra; the lab runs it with GRAVAL_STAND_IN=true.
+#   extra and with GRAVAL_STAND_IN=true baked in (build argument): the stand-in Miner.
 # - postgresql, redis, nginx: tests/lab/images/<name>/, Debian 12's packages.
 #
 # Each image is cached by a content key (this script, its Containerfile and build context, the
@@ -119,7 +119,8 @@ describe() {
     control_api) repo=chutes-miner/control-api ;;
     graval)
       repo=chutes-miner/graval-bootstrap
-      args+=(--build-arg "BUILD_IMAGE=$base" --build-arg EXTRAS=)
+      # The stand-in Miner is baked in (the API's bootstrap Jobs pass no such variable).
+      args+=(--build-arg "BUILD_IMAGE=$base" --build-arg EXTRAS= --build-arg GRAVAL_STAND_IN=true)
       ;;
     *) repo="chutes-miner/$1" ;;
   esac
@@ -169,7 +170,7 @@ check_and_tag() { # name image
       pyproject_version "$CHUTES_REPO/control_api"
       ;;
     graval)
-      podman run -d --name chutes-miner-image-check --network none -e GRAVAL_STAND_IN=true \
+      podman run -d --name chutes-miner-image-check --network none \
         -e MINER_HOTKEY_SS58="$dev_ss58" -e VALIDATOR_WHITELIST="$dev_ss58" \
         -e EXPECTED_GPU_COUNT=1 "$image" >/dev/null 8>&-
       check_until "graval /ping" python -c \

@@ -7,6 +7,7 @@
 #   lab.sh down       remove every container and network the lab created, and its temp files
 #   lab.sh status     what is running, and the mirror's services
 #   lab.sh dns-audit  names the nodes looked up; non-zero if one is blocked
+#   lab.sh add-node   add-node end to end with the real CLI and a stand-in validator (after up)
 #   lab.sh is-up      exit 0 when any lab container exists (for fixtures)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -296,6 +297,7 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   dns-audit) cmd_dns_audit ;;
+  add-node) shift; python "$here/add-node-e2e.py" "$@" ;;
   is-up) [[ -n "$(podman ps -aq --filter "label=$label")" ]] ;;
-  *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac
