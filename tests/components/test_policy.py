@@ -15,7 +15,7 @@ WORKLOADS = ("Deployment", "DaemonSet", "Job")
 # The one documented exception to "no host namespaces": the registry proxy binds loopback in
 # the GPU nodes' host network (miner_registry_proxy README).
 HOST_NETWORK = {("DaemonSet", "registry")}
-MINER_COMPONENTS = {"api", "migrate", "relay", "registry-auth"}
+MINER_COMPONENTS = {"api", "migrate", "relay", "registry-auth", "gepetto"}
 
 
 def pods(rendered: Rendered) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -87,7 +87,7 @@ def test_nothing_privileged_and_host_network_only_where_documented(rendered: Ren
     assert nginx["readOnlyRootFilesystem"] is True and nginx["capabilities"]["drop"] == ["ALL"]
 
 
-def test_only_the_api_account_gets_a_token(rendered: Rendered) -> None:
+def test_only_the_api_and_scheduler_accounts_get_a_token(rendered: Rendered) -> None:
     accounts = {a["metadata"]["name"]: a for a in rendered.of_kind("ServiceAccount")}
     for workload, pod in pods(rendered):
         spec = pod["spec"]
@@ -96,7 +96,7 @@ def test_only_the_api_account_gets_a_token(rendered: Rendered) -> None:
         mounts = spec.get("automountServiceAccountToken", True) and accounts[account].get(
             "automountServiceAccountToken", True
         )
-        assert mounts == (account == "control-api"), account
+        assert mounts == (account in ("control-api", "gepetto")), account
     assert accounts["default"]["automountServiceAccountToken"] is False
 
 
@@ -236,9 +236,9 @@ def _admitted(rendered: Rendered, policy: dict[str, Any], port: int) -> list[str
 def test_postgres_and_redis_only_from_miner_components(rendered: Rendered) -> None:
     (pg,) = _policies_for(rendered, _pod_labels(rendered, "postgres"))
     jobs = {j["metadata"]["name"] for j in rendered.of_kind("Job")}
-    assert _admitted(rendered, pg, 5432) == sorted({"api"} | jobs)
+    assert _admitted(rendered, pg, 5432) == sorted({"api", "gepetto"} | jobs)
     (redis,) = _policies_for(rendered, _pod_labels(rendered, "redis"))
-    assert _admitted(rendered, redis, 6379) == ["api", "relay"]
+    assert _admitted(rendered, redis, 6379) == ["api", "gepetto", "relay"]
     for policy in (pg, redis):
         assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
         (egress,) = policy["spec"]["egress"]

@@ -19,13 +19,15 @@ GROUPS = {
     "25-miner_graval": "miner_graval",
     "30-miner_api": "miner_api",
     "31-miner_api": "miner_api",
+    "32-miner_scheduler": "miner_scheduler",
     "40-miner_registry_proxy": "miner_registry_proxy",
 }
 
 
 def test_every_template_is_rendered_once(rendered: Rendered) -> None:
     """Each role's templates (minus nginx.conf.j2, which is inside a ConfigMap) become one file
-    each in that role's group(s); miner_graval's NetworkPolicy is off by default."""
+    each in that role's group(s); miner_graval's NetworkPolicy and the scheduler's strategy
+    ConfigMap are off by default."""
     for role in set(GROUPS.values()):
         found = (ROLES / role / "templates").glob("*.yaml.j2")
         templates = {t.name.removesuffix(".j2") for t in found}
@@ -33,7 +35,10 @@ def test_every_template_is_rendered_once(rendered: Rendered) -> None:
             name.split("/", 1)[1] for name in rendered.objects if GROUPS[name.split("/")[0]] == role
         ]
         assert len(files) == len(set(files)), role
-        missing = {"networkpolicy.yaml"} if role == "miner_graval" else set()
+        missing = {
+            "miner_graval": {"networkpolicy.yaml"},
+            "miner_scheduler": {"configmap-strategy.yaml"},
+        }.get(role, set())
         assert set(files) == templates - missing, role
     for name, obj in rendered.objects.items():
         assert isinstance(obj, dict) and {"apiVersion", "kind", "metadata"} <= set(obj), name
@@ -108,6 +113,7 @@ def test_rotation_replaces_only_the_named_secret_and_rolls_its_readers(
         "31-miner_api/deployment-api.yaml",
         "31-miner_api/deployment-registry-auth.yaml",
         "31-miner_api/deployment-relay.yaml",
+        "32-miner_scheduler/deployment.yaml",
     ]
     after = load_dir(tmp_path / "manifests")
     for name in changed[1:]:
@@ -134,6 +140,7 @@ def test_a_validator_change_rolls_only_its_readers(
         "31-miner_api/deployment-api.yaml",
         "31-miner_api/deployment-registry-auth.yaml",
         "31-miner_api/deployment-relay.yaml",
+        "32-miner_scheduler/deployment.yaml",
         "40-miner_registry_proxy/configmap.yaml",
         "40-miner_registry_proxy/daemonset.yaml",
     ]

@@ -189,10 +189,10 @@ def test_deploy_waits_for_every_workload_and_a_rerun_restarts_nothing(
     assert _pods(cluster) == pods  # the same pods: nothing restarted
     assert read_secrets(cluster) == secrets  # generated once, read back, kept
     names = sorted(pods.values())
-    # postgres, redis, api, registry-auth, 2 relays, the proxy on gpu-0, the migrations pod
+    # postgres, redis, api, registry-auth, 2 relays, gepetto, the proxy on gpu-0, the migrations pod
     daemonsets = cluster.kubectl("get", "ds,rs,job", "-n", NS, "-o", "wide").stdout
     events = cluster.kubectl("get", "events", "-n", NS).stdout
-    assert len(names) == 8, f"{names}\n{daemonsets}\n{events[-3000:]}"
+    assert len(names) == 9, f"{names}\n{daemonsets}\n{events[-3000:]}"
     assert sum(n.startswith("relay-") for n in names) == 2
     assert sum(n.startswith("migrate-") for n in names) == 1
     assert sum(n.startswith("registry-") and not n.startswith("registry-auth-") for n in names) == 1
