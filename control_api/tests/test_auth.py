@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,12 +14,19 @@ import psycopg2.extensions
 import pytest
 import redis
 from bittensor_wallet import Keypair
-from control_api.clients.events import EventPublisher
+from control_api.clients.events import EventPublisher, RedisReplayStore
 from control_api.main import create_app
-from control_api.services.auth import AuthError, check_headers
+from control_api.services.auth import (
+    HEADERS,
+    REPLAY_TTL_S,
+    AuthError,
+    Verified,
+    authenticate,
+    check_headers,
+)
 from control_api.services.signing import body_hash, d1_headers
 
-from tests.conftest import Api, LiveServer, SettingsFactory
+from tests.conftest import REDIS_URL, Api, LiveServer, SettingsFactory
 from tests.test_routes import seed_inventory
 
 
@@ -81,6 +89,115 @@ def _variants(key: Keypair, other: Keypair) -> dict[str, dict[str, str]]:
         "wrong-purpose": d1_headers(key, "kubeconfig"),
     }
     return out
+
+
+def test_each_failure_has_its_reason(miner_key: Keypair, validator_key: Keypair) -> None:
+    """The reason in the log names the step that refused (the client sees one fixed text)."""
+    now = int(time.time())
+    good = d1_headers(miner_key, "management", nonce=now)
+    sig = good["X-Chutes-Signature"]
+    cases: dict[str, tuple[dict[str, str], str]] = {
+        **{
+            f"no {h}": ({k: v for k, v in good.items() if k != h}, "missing header")
+            for h in HEADERS
+        },
+        "empty nonce": ({**good, "X-Chutes-Nonce": ""}, "missing header"),
+        "nonce text": ({**good, "X-Chutes-Nonce": "12a"}, "malformed nonce"),
+        "nonce 13 digits": ({**good, "X-Chutes-Nonce": "1" * 13}, "malformed nonce"),
+        "sig short": ({**good, "X-Chutes-Signature": sig[:-1]}, "malformed signature"),
+        "sig non-hex": ({**good, "X-Chutes-Signature": "g" + sig[1:]}, "malformed signature"),
+        "other miner": ({**good, "X-Chutes-Miner": validator_key.ss58_address}, "wrong miner"),
+        "other signer": (d1_headers(validator_key, "management", nonce=now), "wrong miner"),
+        "signer not allowed": (
+            {**good, "X-Chutes-Validator": validator_key.ss58_address},
+            "signer not allowed",
+        ),
+        "stale": (d1_headers(miner_key, "management", nonce=now - 30), "nonce outside window"),
+        "bad signature": ({**good, "X-Chutes-Signature": "00" * 64}, "bad signature"),
+        "other purpose": (d1_headers(miner_key, "kubeconfig", nonce=now), "bad signature"),
+    }
+    allowed = frozenset({miner_key.ss58_address})
+    for name, (headers, reason) in cases.items():
+        with pytest.raises(AuthError) as refused:
+            check_headers(
+                headers,
+                x="management",
+                miner_ss58=miner_key.ss58_address,
+                allowed_signers=allowed,
+                now=now,
+            )
+        assert refused.value.reason == reason, name
+        assert str(refused.value) == reason, name
+
+
+def test_verified_identity_and_replay_key(miner_key: Keypair, validator_key: Keypair) -> None:
+    """A validator's request (miner = us, signer = the validator) yields the signer and nonce;
+    the replay key ignores the signature's letter case (the same signature twice is a replay)."""
+    now = int(time.time())
+    me, them = miner_key.ss58_address, validator_key.ss58_address
+    sig = validator_key.sign(f"{me}:{them}:{now - 3}:management".encode()).hex()
+    headers = {
+        "X-Chutes-Miner": me,
+        "X-Chutes-Validator": them,
+        "X-Chutes-Nonce": str(now - 3),
+        "X-Chutes-Signature": sig.upper(),
+    }
+    verified, key = check_headers(
+        headers, x="management", miner_ss58=me, allowed_signers=frozenset({them}), now=now
+    )
+    assert verified == Verified(them, now - 3)
+    _, same = check_headers(
+        {**headers, "X-Chutes-Signature": sig.lower()},
+        x="management",
+        miner_ss58=me,
+        allowed_signers=frozenset({them}),
+        now=now,
+    )
+    assert key == same and them in key and str(now - 3) in key
+
+
+def test_authenticate_keeps_replay_keys_for_the_ttl(miner_key: Keypair, redis_prefix: str) -> None:
+    """Through the real Redis replay store: first use passes and the key lives REPLAY_TTL_S
+    (61 s: longer than the +-30 s nonce window); the same headers again are `replayed`."""
+    now = int(time.time())
+    headers = d1_headers(miner_key, "management", nonce=now)
+    me = miner_key.ss58_address
+
+    async def twice() -> tuple[Verified, AuthError]:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        store = RedisReplayStore(client, redis_prefix)
+        signers = frozenset({me})
+
+        async def use() -> Verified:
+            return await authenticate(
+                headers,
+                x="management",
+                miner_ss58=me,
+                allowed_signers=signers,
+                now=now,
+                replay=store,
+            )
+
+        try:
+            first = await use()
+            with pytest.raises(AuthError) as second:
+                await use()
+            return first, second.value
+        finally:
+            await client.aclose()
+
+    verified, replayed = asyncio.run(twice())
+    assert verified == Verified(me, now)
+    assert replayed.reason == "replayed"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        [key] = list(client.scan_iter(redis_prefix + "*"))
+        assert REPLAY_TTL_S == 61
+        assert REPLAY_TTL_S - 2 <= client.ttl(key) <= REPLAY_TTL_S
+    finally:
+        client.close()
 
 
 def test_failures_are_fixed_401(api: Api, validator_key: Keypair) -> None:

@@ -53,19 +53,19 @@ def test_claim_takes_exactly_gpu_count_free_verified_supported(
 
 
 @pytest.mark.parametrize(
-    ("setup", "reason"),
+    ("setup", "reason", "detail"),
     [
-        ({"locked": True}, "server_locked"),
-        ({"ban_reason": "abuse"}, "chute_banned"),
-        ({"verified": False}, "not_enough_gpus"),
-        ({"model": "h100"}, "not_enough_gpus"),
-        ({"server_validator": "5other"}, "validator_mismatch"),
-        ({"chute": "missing"}, "chute_missing"),
-        ({"server": "missing"}, "server_missing"),
+        ({"locked": True}, "server_locked", "s"),
+        ({"ban_reason": "abuse"}, "chute_banned", "c"),
+        ({"verified": False}, "not_enough_gpus", "0 of 1 on s"),
+        ({"model": "h100"}, "not_enough_gpus", "0 of 1 on s"),
+        ({"server_validator": "5other"}, "validator_mismatch", "c on s"),
+        ({"chute": "gone"}, "chute_missing", "gone"),
+        ({"server": "gone"}, "server_missing", "gone"),
     ],
 )
 def test_refusals_change_nothing(
-    db: psycopg2.extensions.connection, setup: dict[str, object], reason: str
+    db: psycopg2.extensions.connection, setup: dict[str, object], reason: str, detail: str
 ) -> None:
     add_chute(db, "c", gpu_count=1, ban_reason=setup.get("ban_reason"))  # type: ignore[arg-type]
     add_server(
@@ -80,9 +80,90 @@ def test_refusals_change_nothing(
     req = ClaimRequest(str(setup.get("chute", "c")), str(setup.get("server", "s")))
     with pytest.raises(ClaimRefused) as refused:
         _claim(db, req)
-    assert refused.value.reason == reason
+    assert (refused.value.reason, refused.value.detail) == (reason, detail)
+    assert str(refused.value) == f"{reason}: {detail}"
     assert _rows(db, "SELECT count(*) FROM deployments") == [(0,)]
     assert _rows(db, "SELECT count(*) FROM gpus WHERE deployment_id IS NOT NULL") == [(0,)]
+
+
+def test_claim_describes_the_new_deployment(db: psycopg2.extensions.connection) -> None:
+    add_chute(db, "c", gpu_count=2, version="v7")
+    ids = add_server(db, "s", gpus=3, ip="198.51.100.7")
+    got = _claim(db, ClaimRequest("c", "s", job_id="j1", deployment_id="d1"))
+    assert got == claims.Claim(
+        deployment_id="d1",
+        chute_id="c",
+        server_id="s",
+        validator="5validator",
+        version="v7",
+        job_id="j1",
+        gpu_ids=tuple(sorted(ids)[:2]),
+        host="198.51.100.7",
+    )
+    assert _rows(
+        db, "SELECT deployment_id, chute_id, server_id, version, job_id, host FROM deployments"
+    ) == [("d1", "c", "s", "v7", "j1", "198.51.100.7")]
+
+
+def test_refused_message_and_detail() -> None:
+    bare = ClaimRefused("server_missing")
+    assert (bare.reason, bare.detail, str(bare)) == ("server_missing", "", "server_missing")
+    full = ClaimRefused("server_locked", "s1")
+    assert (full.reason, full.detail, str(full)) == ("server_locked", "s1", "server_locked: s1")
+
+
+@pytest.mark.parametrize(
+    ("pick", "detail"),
+    [((0,), "1 ids for 2 GPUs"), ((0, 0), "2 ids for 2 GPUs"), ((0, 0, 1), "3 ids for 2 GPUs")],
+)
+def test_gpu_selection_must_name_gpu_count_distinct_gpus(
+    db: psycopg2.extensions.connection, pick: tuple[int, ...], detail: str
+) -> None:
+    """Too few ids, a repeated id, or a repeat that pads the count: refused before any write
+    (a repeat hidden among enough distinct ids would otherwise claim GPUs nobody named)."""
+    add_chute(db, "c", gpu_count=2)
+    ids = add_server(db, "s", gpus=4)
+    with pytest.raises(ClaimRefused) as refused:
+        _claim(db, ClaimRequest("c", "s", gpu_ids=tuple(ids[i] for i in pick)))
+    assert (refused.value.reason, refused.value.detail) == ("bad_gpu_selection", detail)
+    assert _rows(db, "SELECT count(*) FROM deployments") == [(0,)]
+    assert _rows(db, "SELECT count(*) FROM gpus WHERE deployment_id IS NOT NULL") == [(0,)]
+
+
+def test_same_deployment_id_is_claimed_once(
+    database_dsn: str, db: psycopg2.extensions.connection
+) -> None:
+    """A retried claim (same deployment id), even from 8 connections at the same moment, wins
+    once: the others are refused `deployment_exists` and take no GPUs."""
+    add_chute(db, "c", gpu_count=2)
+    add_server(db, "s", gpus=16)
+    pool = Database(database_dsn, maxconn=8)
+    barrier = threading.Barrier(8)
+    won: list[claims.Claim] = []
+    lost: list[ClaimRefused] = []
+
+    def run() -> None:
+        try:
+            with pool.connection() as conn:
+                barrier.wait(30)
+                won.append(claims.claim(conn, ClaimRequest("c", "s", deployment_id="d1")))
+        except ClaimRefused as exc:
+            lost.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    pool.close()
+    assert len(won) == 1 and len(lost) == 7
+    assert {(e.reason, e.detail, str(e)) for e in lost} == {
+        ("deployment_exists", "d1", "deployment_exists: d1")
+    }
+    assert _rows(
+        db, "SELECT deployment_id, count(*) FROM gpus WHERE deployment_id IS NOT NULL GROUP BY 1"
+    ) == [("d1", 2)]
+    assert _rows(db, "SELECT count(*) FROM deployments") == [(1,)]
 
 
 def test_exact_gpu_selection(db: psycopg2.extensions.connection) -> None:
@@ -134,6 +215,28 @@ def test_release_then_reclaim_and_terminating(db: psycopg2.extensions.connection
     assert claims.mark_terminating(db, got.deployment_id) is None
     again = _claim(db, ClaimRequest("c", "s"))
     assert again.gpu_ids == got.gpu_ids
+
+
+def test_mark_terminating_reports_the_deployment(db: psycopg2.extensions.connection) -> None:
+    add_chute(db, "c", gpu_count=2)
+    add_server(db, "s", gpus=3, name="node-a")
+    got = _claim(db, ClaimRequest("c", "s", job_id="j1", deployment_id="d1"))
+    with db.cursor() as cur:
+        cur.execute("UPDATE deployments SET instance_id = 'i1'")
+    held = claims.mark_terminating(db, "d1")
+    assert held == claims.Held(
+        deployment_id="d1",
+        chute_id="c",
+        server_id="s",
+        server_name="node-a",
+        validator="5validator",
+        instance_id="i1",
+        job_id="j1",
+        gpu_ids=got.gpu_ids,
+    )
+    [(first,)] = _rows(db, "SELECT terminating_at FROM deployments")
+    assert claims.mark_terminating(db, "d1") == held
+    assert _rows(db, "SELECT terminating_at FROM deployments") == [(first,)]  # first call only
 
 
 def test_violations_report_short_deployments(db: psycopg2.extensions.connection) -> None:
