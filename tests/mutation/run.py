@@ -13,8 +13,12 @@ mutants/, mutates the chosen module there (every mutant behind a switch), runs t
 tests once to learn which tests reach which function, then runs, for each mutant, only those
 tests, two at a time.
 
-Score = killed / (killed + survived + no tests); timeouts count as killed. Surviving mutants
-are listed with `mutmut show <name>` run in the target's directory. docs/testing.md records
+Score = killed / (killed + survived + no tests); timeouts count as killed. A surviving mutant
+that cannot change behaviour (say, an SQL keyword in other letter case) is named in its
+target's `equivalent` list with the line it produces and why; it is left out of the score and
+listed as equivalent. The line is checked against the mutant's diff on every run, so an entry
+that an edit of the module has made stale counts as a survivor again. Surviving mutants are
+listed; `mutmut show <name>` in the target's directory prints one. docs/testing.md records
 the last measured scores.
 
 CPU heavy (minutes per target on two cores): take the shared lock, as `make mutation` does.
@@ -30,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import chdir
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -58,6 +63,26 @@ init_plugin_loader([str(Path(__file__).resolve().parents[1] / "src")])
 
 
 @dataclass(frozen=True)
+class Equivalent:
+    """A mutant no test can kill because it behaves exactly like the original."""
+
+    line: str  # part of the mutated line as the mutant's diff shows it
+    why: str
+    case_only: bool = False  # the mutant must change nothing but letter case
+
+    def matches(self, removed: list[str], added: list[str]) -> bool:
+        if len(added) != 1 or self.line not in added[0]:
+            return False
+        return not self.case_only or [r.lower() for r in removed] == [added[0].lower()]
+
+
+def sql_case(line: str) -> Equivalent:
+    """A piece of an SQL statement upper- or lower-cased: PostgreSQL reads keywords and
+    unquoted names (tables, columns, aliases, savepoints) in any letter case."""
+    return Equivalent(line, "SQL in other letter case", case_only=True)
+
+
+@dataclass(frozen=True)
 class Target:
     """One module to mutate and the fast tests that should notice."""
 
@@ -67,6 +92,8 @@ class Target:
     functions: tuple[str, ...] = ()  # only these functions (mutmut name globs), else all
     copies: dict[str, str] = field(default_factory=dict)  # scratch path <- repository path
     note: str = ""
+    # mutmut's name of each equivalent mutant (the part after the module) -> why
+    equivalent: dict[str, Equivalent] = field(default_factory=dict)
 
 
 TARGETS: dict[str, Target] = {
@@ -109,12 +136,70 @@ TARGETS: dict[str, Target] = {
         module="control_api/services/auth.py",
         tests=("tests/test_auth.py",),
         note="API D1 check: nonce window, replay TTL",
+        equivalent={
+            # A missing header read as None instead of "": `all()` refuses both alike.
+            "x_check_headers__mutmut_3": Equivalent(
+                "values = [headers.get(h, None) for h in HEADERS]", "None fails all() as '' does"
+            ),
+            "x_check_headers__mutmut_5": Equivalent(
+                "values = [headers.get(h, ) for h in HEADERS]",
+                "get() without a default returns None",
+            ),
+            # The replay key folds the signature's case one way or the other; only its
+            # sameness for both spellings matters (tested), and no other code builds the key.
+            "x_check_headers__mutmut_69": Equivalent(
+                'f"replay:{validator}:{nonce}:{signature.upper()}"',
+                "upper- instead of lower-case folding of the replay key",
+            ),
+        },
     ),
     "gpu_claims": Target(
         package="control_api",
         module="control_api/db/claims.py",
         tests=("tests/test_claims.py",),
         note="GPU claims (PostgreSQL)",
+        equivalent={
+            # Each is one SQL string (a whole statement or one line of it) upper- or
+            # lower-cased; none of these strings holds a quoted name or a text literal.
+            "x__claim__mutmut_6": sql_case("select validator, locked, ip_address from servers"),
+            "x__claim__mutmut_29": sql_case("SELECT VALIDATOR, VERSION, GPU_COUNT,"),
+            "x__claim__mutmut_31": sql_case("where chute_id = %s for share"),
+            "x__claim__mutmut_76": sql_case("insert into deployments (deployment_id, validator,"),
+            "x__claim__mutmut_77": sql_case("INSERT INTO DEPLOYMENTS (DEPLOYMENT_ID, VALIDATOR,"),
+            "x__claim__mutmut_79": sql_case("version, stub, job_id) values (%s, %s, %s, %s, %s,"),
+            "x__claim__mutmut_82": sql_case("on conflict (deployment_id) do nothing"),
+            "x__claim__mutmut_83": sql_case("ON CONFLICT (DEPLOYMENT_ID) DO NOTHING"),
+            "x_claim__mutmut_3": sql_case("savepoint gpu_claim"),
+            "x_claim__mutmut_4": sql_case("SAVEPOINT GPU_CLAIM"),
+            "x_claim__mutmut_12": sql_case("rollback to savepoint gpu_claim"),
+            "x_claim__mutmut_13": sql_case("ROLLBACK TO SAVEPOINT GPU_CLAIM"),
+            "x_claim__mutmut_16": sql_case("release savepoint gpu_claim"),
+            "x_claim__mutmut_17": sql_case("RELEASE SAVEPOINT GPU_CLAIM"),
+            "x_mark_terminating__mutmut_6": sql_case("update deployments d set terminating_at ="),
+            "x_mark_terminating__mutmut_7": sql_case("UPDATE DEPLOYMENTS D SET TERMINATING_AT ="),
+            "x_mark_terminating__mutmut_9": sql_case("from servers s where d.deployment_id = %s"),
+            "x_mark_terminating__mutmut_12": sql_case("returning d.deployment_id, d.chute_id,"),
+            "x_mark_terminating__mutmut_13": sql_case("RETURNING D.DEPLOYMENT_ID, D.CHUTE_ID,"),
+            "x_mark_terminating__mutmut_15": sql_case("D.INSTANCE_ID, D.JOB_ID"),
+            "x_mark_terminating__mutmut_23": sql_case("select gpu_id from gpus where"),
+            "x_release__mutmut_6": sql_case("update gpus set deployment_id = null where"),
+            "x_release__mutmut_13": sql_case("delete from deployments where deployment_id = %s"),
+            "x_violations__mutmut_3": sql_case("select d.deployment_id, d.chute_id, d.server_id,"),
+            "x_violations__mutmut_4": sql_case("SELECT D.DEPLOYMENT_ID, D.CHUTE_ID, D.SERVER_ID,"),
+            "x_violations__mutmut_6": sql_case("C.GPU_COUNT, D.CREATED_AT::TEXT"),
+            "x_violations__mutmut_8": sql_case("from deployments d join chutes c on c.chute_id ="),
+            "x_violations__mutmut_9": sql_case("FROM DEPLOYMENTS D JOIN CHUTES C ON C.CHUTE_ID ="),
+            "x_violations__mutmut_11": sql_case("left join gpus g on g.deployment_id ="),
+            "x_violations__mutmut_12": sql_case("LEFT JOIN GPUS G ON G.DEPLOYMENT_ID ="),
+            "x_violations__mutmut_14": sql_case("where d.terminating_at is null"),
+            "x_violations__mutmut_15": sql_case("WHERE D.TERMINATING_AT IS NULL"),
+            "x_violations__mutmut_17": sql_case("group by d.deployment_id, c.gpu_count"),
+            "x_violations__mutmut_18": sql_case("GROUP BY D.DEPLOYMENT_ID, C.GPU_COUNT"),
+            "x_violations__mutmut_20": sql_case("having count(g.gpu_id) <> c.gpu_count"),
+            "x_violations__mutmut_21": sql_case("HAVING COUNT(G.GPU_ID) <> C.GPU_COUNT"),
+            "x_violations__mutmut_23": sql_case("order by d.created_at desc"),
+            "x_violations__mutmut_24": sql_case("ORDER BY D.CREATED_AT DESC"),
+        },
     ),
 }
 
@@ -192,6 +277,8 @@ class Score:
     killed: int
     survived: list[str]  # including mutants no selected test reached
     other: list[str]  # not checked, skipped, suspicious, segfault: not counted
+    equivalent: list[str] = field(default_factory=list)  # survivors the target explains
+    stale: list[str] = field(default_factory=list)  # `equivalent` entries that no longer match
     seconds: float = 0.0
 
     @property
@@ -216,8 +303,38 @@ def tally(work: Path, mutated: str, target: Target) -> Score:
         }
     killed = [k for k, v in codes.items() if v in DETECTED]
     survived = sorted(k for k, v in codes.items() if v in SURVIVED or v in NO_TESTS)
-    other = sorted(set(codes) - set(killed) - set(survived))
-    return Score(mutated, len(codes), len(killed), survived, other)
+    equivalent, stale = split_equivalent(work, mutated, target, survived)
+    survived = [k for k in survived if k not in equivalent]
+    other = sorted(set(codes) - set(killed) - set(survived) - set(equivalent))
+    return Score(mutated, len(codes), len(killed), survived, other, equivalent, stale)
+
+
+def split_equivalent(
+    work: Path, mutated: str, target: Target, survived: list[str]
+) -> tuple[list[str], list[str]]:
+    """The survivors whose diff still adds the line their `equivalent` entry names, and the
+    entries that do not match (described), which leave their mutant counted."""
+    if not target.equivalent:
+        return [], []
+    from mutmut.mutation.diff_apply import get_diff_for_mutant  # mutmut 3.8 (the venv's)
+
+    by_name = {k.rpartition(".")[2]: k for k in survived}
+    matched: list[str] = []
+    stale: list[str] = []
+    with chdir(work):
+        for name, entry in target.equivalent.items():
+            key = by_name.get(name)
+            if key is None:
+                stale.append(f"{name}: not a survivor")
+                continue
+            diff = get_diff_for_mutant(key, path=mutated).splitlines()
+            added = [d[1:].strip() for d in diff if d.startswith("+") and not d.startswith("++")]
+            removed = [d[1:].strip() for d in diff if d.startswith("-") and not d.startswith("--")]
+            if entry.matches(removed, added):
+                matched.append(key)
+            else:
+                stale.append(f"{name}: adds {' / '.join(added)!r}, not {entry.line!r}")
+    return sorted(matched), stale
 
 
 class TargetFailed(Exception):
@@ -274,15 +391,24 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = res
         say(
             f"   {res.score}% ({res.killed}/{res.mutants} killed, {len(res.survived)} survived,"
-            f" {len(res.other)} not counted) in {res.seconds:.0f} s"
+            f" {len(res.equivalent)} equivalent, {len(res.other)} not counted)"
+            f" in {res.seconds:.0f} s"
         )
         for mutant in res.survived:
             say(f"   survived: {mutant}")
+        for mutant in res.equivalent:
+            why = TARGETS[name].equivalent[mutant.rpartition(".")[2]].why
+            say(f"   equivalent: {mutant} ({why})")
+        for entry in res.stale:
+            say(f"   stale equivalent entry: {entry}")
     say()
-    say(f"{'target':16} {'score':>6}  {'killed/mutants':>14}  survived  seconds")
+    say(f"{'target':16} {'score':>6}  {'killed/mutants':>14}  survived  equivalent  seconds")
     for name, res in results.items():
         ratio = f"{res.killed}/{res.mutants}"
-        say(f"{name:16} {res.score:5}%  {ratio:>14}  {len(res.survived):8}  {res.seconds:7.0f}")
+        say(
+            f"{name:16} {res.score:5}%  {ratio:>14}  {len(res.survived):8}"
+            f"  {len(res.equivalent):10}  {res.seconds:7.0f}"
+        )
     low = [name for name, res in results.items() if res.score < MINIMUM_SCORE]
     (WORK / "scores.json").write_text(
         json.dumps({n: {**asdict(r), "score": r.score} for n, r in results.items()}, indent=2)
