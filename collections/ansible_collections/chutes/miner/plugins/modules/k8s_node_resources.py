@@ -70,7 +70,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
-    from kubernetes import client, config
+    from kubernetes import client, config  # type: ignore[import-untyped]
 
     KUBERNETES_ERROR = None
 except ImportError:  # pragma: no cover - reported by the module
