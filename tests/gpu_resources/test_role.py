@@ -192,3 +192,16 @@ def test_stand_in_status_survives_node_updates(lab_cluster: ControlPlane, tmp_pa
     patch = {"status": {"capacity": {"nvidia.com/gpu": "9"}}}
     lab_cluster.kubectl("patch", "node", "gpu-0", "--type=merge", "-p", json.dumps(patch))
     assert node_gpus(lab_cluster, "gpu-0") == ("2", "2")
+
+
+def test_gate_says_when_the_api_cannot_be_read(play: Play, tmp_path: Path) -> None:
+    rc, out = play.run(
+        "--tags",
+        "gpu_resources_gate",
+        chutes_kubeconfig=str(tmp_path / "missing.conf"),
+        gpu_resources_gate_timeout=0,
+    )
+    assert rc != 0, out[-3000:]
+    assert "Cannot read the nodes from the Kubernetes API" in out
+    assert "无法从 Kubernetes API 读取节点" in out
+    assert "expected" not in out  # not mistaken for nodes without GPUs
