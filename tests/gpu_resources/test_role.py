@@ -205,3 +205,25 @@ def test_gate_says_when_the_api_cannot_be_read(play: Play, tmp_path: Path) -> No
     assert "Cannot read the nodes from the Kubernetes API" in out
     assert "无法从 Kubernetes API 读取节点" in out
     assert "expected" not in out  # not mistaken for nodes without GPUs
+
+
+def test_render_only_writes_every_manifest_for_microk8s(play: Play, tmp_path: Path) -> None:
+    """miner_render_only: the manifests are written (the DaemonSets too), nothing is applied and
+    no gate runs; with microk8s the device plugin mounts the snap's kubelet directory."""
+    root = tmp_path / "render"
+    rc, out = play.run(
+        miner_render_only=True, miner_render_dir=str(root), chutes_kubernetes="microk8s"
+    )
+    assert rc == 0, out[-3000:]
+    files = sorted(p.name for p in (root / "05-gpu_resources").glob("*.yaml"))
+    assert files == [
+        "daemonset-gpu-feature-discovery.yaml",
+        "daemonset-nvidia-device-plugin.yaml",
+        "runtimeclass.yaml",
+        "serviceaccount-gpu-feature-discovery.yaml",
+        "serviceaccount-nvidia-device-plugin.yaml",
+    ]
+    text = (root / "05-gpu_resources" / "daemonset-nvidia-device-plugin.yaml").read_text()
+    assert "managed-by: chutes.miner.gpu_resources" in text
+    assert "path: /var/snap/microk8s/common/var/lib/kubelet/device-plugins" in text
+    assert re.search(r"gate \| Read the nodes until [^\n]*\nskipping: \[cpu-0\]", out), out[-3000:]
