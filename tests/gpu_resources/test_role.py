@@ -59,6 +59,14 @@ def test_rerun_and_dry_run_change_nothing(runs: dict[str, Any], play: Play) -> N
     assert _versions(play.cp) == runs["versions"]
 
 
+def test_gpu_nodes_carry_their_verified_count(runs: dict[str, Any], play: Play) -> None:
+    for node, count in GPUS.items():
+        labels = _get(play.cp, "node", node)["metadata"]["labels"]
+        assert labels["nvidia.com/gpu.count"] == str(count)
+        assert labels["nvidia.com/gpu.present"] == "true"
+        assert labels["chutes/gpu-node"] == "true"  # other labels untouched
+
+
 def test_runtime_class_has_the_nvidia_handler(runs: dict[str, Any], play: Play) -> None:
     rc = _get(play.cp, "runtimeclass", "nvidia-container-runtime")
     assert rc["handler"] == "nvidia-container-runtime"
