@@ -1,22 +1,24 @@
 """GPU claims and releases (runtime contract §8.4), the one place that assigns GPUs.
 
 A claim is one transaction step (a savepoint inside the caller's transaction): lock the
-server row `FOR SHARE` and re-check it is unlocked, lock the chute row and re-check it is not
-banned, insert the deployment as a stub, then hand it exactly `gpu_count` free verified GPUs
-of a supported model with one conditional UPDATE. Fewer rows than `gpu_count` means another
+server row `FOR NO KEY UPDATE` and re-check it is unlocked, lock the chute row and re-check it
+is not banned, insert the deployment as a stub, then hand it exactly `gpu_count` free verified
+GPUs of a supported model with one conditional UPDATE. Fewer rows than `gpu_count` means another
 claimer won: the savepoint is rolled back and `ClaimRefused` raised, nothing changed.
 
 Why no GPU is ever double-booked:
 - the UPDATE's `deployment_id IS NULL` is re-evaluated by PostgreSQL on the newest row version
   after a concurrent claimer commits (READ COMMITTED), so of two racing claimers of a GPU one
   gets it and the other's row count comes up short;
-- `FOR UPDATE SKIP LOCKED` in the candidate query makes concurrent claimers of *different*
-  GPUs on one server take disjoint rows instead of waiting and then failing;
+- claims on one server take turns on its row (`FOR NO KEY UPDATE`; foreign-key checks, which
+  take `FOR KEY SHARE`, do not wait for it): with `FOR SHARE` two claimers of the same two
+  GPUs could each lock one candidate (`SKIP LOCKED`) and both be refused, so that nobody got
+  GPUs that were free; claims on different servers still run side by side;
 - migration 0004's trigger rejects any UPDATE that moves a claimed GPU to another deployment
   and any claim of an unverified GPU, and a composite foreign key keeps a GPU and its
   deployment on one server, whatever query a future change writes;
-- `servers.locked` is read `FOR SHARE`: the lock route's `UPDATE servers` waits for claims in
-  flight and every claim after it sees `locked = true`.
+- `servers.locked` is read under that row lock: the lock route's `UPDATE servers` waits for
+  claims in flight and every claim after it sees `locked = true`.
 
 Release happens only after the pods are gone (the caller's duty): clear the GPUs, then delete
 the row, in one transaction.
@@ -113,7 +115,7 @@ def claim(conn: connection, req: ClaimRequest) -> Claim:
 
 def _claim(cur: cursor, req: ClaimRequest) -> Claim:
     cur.execute(
-        "SELECT validator, locked, ip_address FROM servers WHERE server_id = %s FOR SHARE",
+        "SELECT validator, locked, ip_address FROM servers WHERE server_id = %s FOR NO KEY UPDATE",
         (req.server_id,),
     )
     server = cur.fetchone()
@@ -138,10 +140,13 @@ def _claim(cur: cursor, req: ClaimRequest) -> Claim:
     ids = None if req.gpu_ids is None else list(req.gpu_ids)
     if ids is not None and (len(set(ids)) != gpu_count or len(ids) != gpu_count):
         raise ClaimRefused("bad_gpu_selection", f"{len(ids)} ids for {gpu_count} GPUs")
+    # No conflict target: a retried claim racing its first try meets the first row on either
+    # unique key (deployment_id, or migration 0004's (deployment_id, server_id)); with a
+    # target naming only one, the other raised UniqueViolation instead of a refusal.
     cur.execute(
         "INSERT INTO deployments (deployment_id, validator, host, chute_id, server_id,"
         " version, stub, job_id) VALUES (%s, %s, %s, %s, %s, %s, true, %s)"
-        " ON CONFLICT (deployment_id) DO NOTHING",
+        " ON CONFLICT DO NOTHING",
         (req.deployment_id, validator, host, req.chute_id, req.server_id, version, req.job_id),
     )
     if cur.rowcount != 1:
