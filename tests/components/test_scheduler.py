@@ -5,8 +5,9 @@ the scheduler serves, non-root, the RBAC of control_api/k8s/scheduler-rbac.yaml,
 ConfigMap. Against a real API server (tests/k8s/controlplane.py, no kubelets, so miner_wait is
 false): playbooks/deploy.yml with a strategy file, a rerun that changes nothing, a new file
 content that changes only ConfigMap gepetto-strategy (the scheduler hot-reloads it: the pod
-template stays, nothing restarts), switching the file off, and what the scheduler's
-ServiceAccount may and may not do (``kubectl auth can-i``, answered by RBAC)."""
+template stays, nothing restarts), with hot reload off a new content that does roll the pod,
+switching the file off, and what the scheduler's ServiceAccount may and may not do
+(``kubectl auth can-i``, answered by RBAC)."""
 
 from __future__ import annotations
 
@@ -167,37 +168,36 @@ def runs(
     deploy: Deploy, fresh_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """The whole deploy with strategy v1, then (the scheduler's role only) an unchanged rerun,
-    v2, and no file; what the cluster held after each."""
+    v2, hot reload off, v1 again with hot reload off, and no file; what the cluster held after
+    each."""
     cp = fresh_control_plane
     base = tmp_path_factory.mktemp("scheduler")
     strategy = base / "my_strategy.py"
-    strategy.write_text(STRATEGY_V1)
     data_dir = base / "postgres-data"
     with_file = _vars(cp, data_dir, miner_scheduler_strategy_file=str(strategy))
     out: dict[str, Any] = {}
 
-    def snapshot(step: str, log: str) -> None:
-        out[step] = {
+    def step(name: str, content: str, extra_vars: dict[str, Any], *args: str) -> None:
+        """Run with ``content`` in the strategy file; record the run and the cluster."""
+        strategy.write_text(content)
+        rc, log = deploy.run(*args, extra_vars=extra_vars)
+        assert rc == 0, log[-4000:]
+        out[name] = {
             "log": log,
             "versions": _versions(cp),
             "deployment": _live(cp, "deploy", "gepetto"),
             "strategy": _live(cp, "cm", "gepetto-strategy"),
         }
 
-    rc, log = deploy.run(extra_vars=with_file)
-    assert rc == 0, log[-4000:]
-    snapshot("first", log)
     only = ("--tags", "miner_scheduler")
-    rc, log = deploy.run(*only, extra_vars=with_file)
-    assert rc == 0, log[-4000:]
-    snapshot("rerun", log)
-    strategy.write_text(STRATEGY_V2)
-    rc, log = deploy.run(*only, extra_vars=with_file)
-    assert rc == 0, log[-4000:]
-    snapshot("v2", log)
-    rc, log = deploy.run(*only, extra_vars=_vars(cp, data_dir))
-    assert rc == 0, log[-4000:]
-    snapshot("off", log)
+    step("first", STRATEGY_V1, with_file)
+    step("rerun", STRATEGY_V1, with_file, *only)
+    step("v2", STRATEGY_V2, with_file, *only)
+    # hot reload off: the pod carries the file's checksum, so a new content rolls it
+    frozen = {**with_file, "miner_scheduler_strategy_reload_interval": 0}
+    step("frozen", STRATEGY_V2, frozen, *only)
+    step("frozen-v1", STRATEGY_V1, frozen, *only)
+    step("off", STRATEGY_V1, _vars(cp, data_dir), *only)
     return out
 
 
@@ -233,18 +233,36 @@ def test_new_strategy_content_changes_only_its_configmap(runs: dict[str, Any]) -
     assert recap(after["log"])["changed"] == 1
 
 
+def _annotations(step: dict[str, Any]) -> dict[str, str]:
+    annotations: dict[str, str] = step["deployment"]["spec"]["template"]["metadata"]["annotations"]
+    return annotations
+
+
+def test_without_hot_reload_a_new_content_rolls_the_pod(runs: dict[str, Any]) -> None:
+    hot, frozen, changed = runs["v2"], runs["frozen"], runs["frozen-v1"]
+    assert "checksum/strategy" not in _annotations(hot)
+    assert (
+        frozen["deployment"]["metadata"]["generation"] > hot["deployment"]["metadata"]["generation"]
+    )
+    assert changed["strategy"]["data"] == {"strategy.py": STRATEGY_V1}
+    assert (
+        changed["deployment"]["metadata"]["generation"]
+        > frozen["deployment"]["metadata"]["generation"]
+    )
+    before, after = _annotations(frozen), _annotations(changed)
+    assert before["checksum/strategy"] != after["checksum/strategy"]
+    assert {k: v for k, v in before.items() if k != "checksum/strategy"} == {
+        k: v for k, v in after.items() if k != "checksum/strategy"
+    }
+
+
 def test_switching_the_file_off_removes_the_configmap_and_the_mount(runs: dict[str, Any]) -> None:
     off = runs["off"]
     assert off["strategy"] is None
     pod = off["deployment"]["spec"]["template"]["spec"]
     assert [v["name"] for v in pod["volumes"]] == ["tmp"]
-    config = off["deployment"]["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
-    assert (
-        config
-        != runs["v2"]["deployment"]["spec"]["template"]["metadata"]["annotations"][
-            "checksum/config"
-        ]
-    )  # GEPETTO_STRATEGY changed: this one rolls the pod
+    # GEPETTO_STRATEGY changed: this one rolls the pod
+    assert _annotations(off)["checksum/config"] != _annotations(runs["v2"])["checksum/config"]
 
 
 # (verb, resource, namespace or "" for all namespaces / cluster scope)
