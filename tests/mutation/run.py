@@ -162,13 +162,13 @@ TARGETS: dict[str, Target] = {
             # Each is one SQL string (a whole statement or one line of it) upper- or
             # lower-cased; none of these strings holds a quoted name or a text literal.
             "x__claim__mutmut_6": sql_case("select validator, locked, ip_address from servers"),
+            "x__claim__mutmut_28": sql_case("select validator, version, gpu_count,"),
             "x__claim__mutmut_29": sql_case("SELECT VALIDATOR, VERSION, GPU_COUNT,"),
             "x__claim__mutmut_31": sql_case("where chute_id = %s for share"),
             "x__claim__mutmut_76": sql_case("insert into deployments (deployment_id, validator,"),
             "x__claim__mutmut_77": sql_case("INSERT INTO DEPLOYMENTS (DEPLOYMENT_ID, VALIDATOR,"),
             "x__claim__mutmut_79": sql_case("version, stub, job_id) values (%s, %s, %s, %s, %s,"),
-            "x__claim__mutmut_82": sql_case("on conflict (deployment_id) do nothing"),
-            "x__claim__mutmut_83": sql_case("ON CONFLICT (DEPLOYMENT_ID) DO NOTHING"),
+            "x__claim__mutmut_82": sql_case("on conflict do nothing"),
             "x_claim__mutmut_3": sql_case("savepoint gpu_claim"),
             "x_claim__mutmut_4": sql_case("SAVEPOINT GPU_CLAIM"),
             "x_claim__mutmut_12": sql_case("rollback to savepoint gpu_claim"),
@@ -278,7 +278,7 @@ class Score:
     survived: list[str]  # including mutants no selected test reached
     other: list[str]  # not checked, skipped, suspicious, segfault: not counted
     equivalent: list[str] = field(default_factory=list)  # survivors the target explains
-    stale: list[str] = field(default_factory=list)  # `equivalent` entries that no longer match
+    stale: list[str] = field(default_factory=list)  # `equivalent` entries to look at again
     seconds: float = 0.0
 
     @property
@@ -301,31 +301,37 @@ def tally(work: Path, mutated: str, target: Target) -> Score:
             for k, v in codes.items()
             if any(fnmatch(k.rpartition(".")[2], f"{f}__mutmut_*") for f in target.functions)
         }
+    equivalent, stale = split_equivalent(work, mutated, target, codes)
+    for key in equivalent:
+        if codes[key] not in SURVIVED:  # a test failed on a mutant that changes nothing
+            stale.append(f"{key.rpartition('.')[2]}: equivalent, yet exit code {codes[key]}")
+    codes = {k: v for k, v in codes.items() if k not in equivalent}
     killed = [k for k, v in codes.items() if v in DETECTED]
     survived = sorted(k for k, v in codes.items() if v in SURVIVED or v in NO_TESTS)
-    equivalent, stale = split_equivalent(work, mutated, target, survived)
-    survived = [k for k in survived if k not in equivalent]
-    other = sorted(set(codes) - set(killed) - set(survived) - set(equivalent))
-    return Score(mutated, len(codes), len(killed), survived, other, equivalent, stale)
+    other = sorted(set(codes) - set(killed) - set(survived))
+    return Score(
+        mutated, len(codes) + len(equivalent), len(killed), survived, other, equivalent, stale
+    )
 
 
 def split_equivalent(
-    work: Path, mutated: str, target: Target, survived: list[str]
+    work: Path, mutated: str, target: Target, codes: dict[str, int | None]
 ) -> tuple[list[str], list[str]]:
-    """The survivors whose diff still adds the line their `equivalent` entry names, and the
-    entries that do not match (described), which leave their mutant counted."""
+    """The mutants whose diff still adds the line their `equivalent` entry names (left out of
+    the score whatever their result), and the entries that do not match (described), which
+    leave their mutant counted."""
     if not target.equivalent:
         return [], []
     from mutmut.mutation.diff_apply import get_diff_for_mutant  # mutmut 3.8 (the venv's)
 
-    by_name = {k.rpartition(".")[2]: k for k in survived}
+    by_name = {k.rpartition(".")[2]: k for k in codes}
     matched: list[str] = []
     stale: list[str] = []
     with chdir(work):
         for name, entry in target.equivalent.items():
             key = by_name.get(name)
             if key is None:
-                stale.append(f"{name}: not a survivor")
+                stale.append(f"{name}: no such mutant")
                 continue
             diff = get_diff_for_mutant(key, path=mutated).splitlines()
             added = [d[1:].strip() for d in diff if d.startswith("+") and not d.startswith("++")]
@@ -400,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             why = TARGETS[name].equivalent[mutant.rpartition(".")[2]].why
             say(f"   equivalent: {mutant} ({why})")
         for entry in res.stale:
-            say(f"   stale equivalent entry: {entry}")
+            say(f"   check equivalent entry: {entry}")
     say()
     say(f"{'target':16} {'score':>6}  {'killed/mutants':>14}  survived  equivalent  seconds")
     for name, res in results.items():
