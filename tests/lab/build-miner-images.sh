@@ -175,6 +175,11 @@ check_and_tag() { # name image
         -e EXPECTED_GPU_COUNT=1 "$image" >/dev/null 8>&-
       check_until "graval /ping" python -c \
         'import urllib.request; assert urllib.request.urlopen("http://127.0.0.1:8000/ping").read() == b"pong"'
+      # podman's log file may trail the process by a moment: look for the line a few times.
+      for _ in $(seq 20); do
+        podman logs chutes-miner-image-check 2>&1 | grep -q 'GPU STAND-IN' && break
+        sleep 0.5
+      done
       podman logs chutes-miner-image-check 2>&1 | grep -q 'GPU STAND-IN' || die "graval: no stand-in log line"
       echo "$(pyproject_version "$CHUTES_REPO/graval")-lab"
       ;;
@@ -195,6 +200,9 @@ check_and_tag() { # name image
     nginx)
       out="$(podman run --rm --network none --entrypoint nginx "$image" -V 2>&1)"
       [[ "$out" == *http_auth_request_module* ]] || die "nginx has no auth_request module: $out"
+      # The CA bundle the registry proxy verifies validators' registries with (its default).
+      podman run --rm --network none --entrypoint test "$image" -s /etc/ssl/certs/ca-certificates.crt ||
+        die "nginx image has no CA bundle at /etc/ssl/certs/ca-certificates.crt"
       podman run -d --name chutes-miner-image-check --network none "$image" >/dev/null 8>&-
       check_until "nginx on 8080" bash -c \
         'exec 3<>/dev/tcp/127.0.0.1/8080; printf "GET / HTTP/1.0\r\n\r\n" >&3; grep -q "lab nginx" <&3'
