@@ -34,6 +34,14 @@ options:
     type: list
     elements: str
     required: true
+  pod_pids:
+    description: >-
+      Process ids found in a Kubernetes pod's cgroup (C(kubepods)): the cluster's own
+      workloads on a rerun, such as the registry proxy's host-network nginx on
+      chutes_registry_port. A process of the same name outside a pod is still reported.
+    type: list
+    elements: int
+    default: []
 """
 
 EXAMPLES = r"""
@@ -59,9 +67,11 @@ def busy_ports(
     listening: Mapping[str, Iterable[Mapping[str, Any]]],
     ports: Iterable[str],
     allowed: Iterable[str],
+    pod_pids: Iterable[int | str] = (),
 ) -> list[str]:
     """``listening`` is ``{'tcp': tcp_listen, 'udp': udp_listen}`` from listen_ports_facts."""
     allowed_names = set(allowed)
+    in_pods = {str(pid) for pid in pod_pids}
     busy: list[str] = []
     for spec in ports:
         port_text, proto = str(spec).split("/")
@@ -71,6 +81,8 @@ def busy_ports(
             name = str(sock.get("name") or "")
             if name in allowed_names or (proto == "udp" and name in ("", "unknown")):
                 continue  # the cluster itself, or a kernel socket (WireGuard)
+            if str(sock.get("pid", "")) in in_pods:
+                continue  # a workload of the cluster (a host-network pod)
             line = f"{spec} held by {name or 'unknown'}[{sock.get('pid', '?')}]"
             if line not in busy:
                 busy.append(line)

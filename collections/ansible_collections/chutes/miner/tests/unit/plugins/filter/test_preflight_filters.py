@@ -31,6 +31,25 @@ def test_busy_ports_ignores_the_cluster_and_kernel_sockets() -> None:
     ]
 
 
+def test_busy_ports_ignores_the_clusters_own_pods_only() -> None:
+    """On a rerun the registry proxy (nginx in a host-network pod) holds its port: allowed by
+    pid, never by name, so an operator's own nginx on that port is still reported."""
+    listening = {
+        "tcp": [
+            {"port": 30500, "name": "nginx", "pid": 5775},
+            {"port": 30500, "name": "nginx", "pid": 5788},
+            {"port": 32000, "name": "nginx", "pid": 812},
+        ]
+    }
+    ports = ["30500/tcp", "32000/tcp"]
+    assert busy_ports(listening, ports, [], [5775, "5788"]) == ["32000/tcp held by nginx[812]"]
+    assert busy_ports(listening, ports, []) == [
+        "30500/tcp held by nginx[5775]",
+        "30500/tcp held by nginx[5788]",
+        "32000/tcp held by nginx[812]",
+    ]
+
+
 def test_sysctl_after_keeps_files_that_win_over_the_dropin() -> None:
     files = [
         "/etc/sysctl.d/10-network.conf",
