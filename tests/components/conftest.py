@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import pytest
 import yaml
 from bittensor_wallet import Keypair
 
+from tests.ansible_env import run_playbook
 from tests.k8s import controlplane
 from tests.k8s.controlplane import ControlPlane
 
@@ -41,6 +40,17 @@ def hotkey_file(path: Path, seed_byte: int) -> Keypair:
     return key
 
 
+def cluster_vars(cp: ControlPlane, data_dir: Path, **more: Any) -> dict[str, Any]:
+    """Extra vars of a deploy against ``cp`` without kubelets: no client install, no wait."""
+    return {
+        "chutes_kubeconfig": str(cp.kubeconfig),
+        "miner_postgres_data_dir": str(data_dir),
+        "miner_common_k8s_client_install": False,
+        "miner_wait": False,
+        **more,
+    }
+
+
 @dataclass
 class Deploy:
     """An inventory and hotkey for playbooks/deploy.yml; ``run`` returns (rc, output)."""
@@ -56,26 +66,8 @@ class Deploy:
         env: dict[str, str] | None = None,
         extra_vars: dict[str, Any] | None = None,
     ) -> tuple[int, str]:
-        argv = [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(self.inventory),
-            "--limit",
-            "cpu-0",
-            "-e",
-            json.dumps({"ansible_python_interpreter": sys.executable, **(extra_vars or {})}),
-            *extra,
-            str(PLAYBOOK),
-        ]
-        done = subprocess.run(
-            argv,
-            cwd=REPO,
-            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        return done.returncode, done.stdout + done.stderr
+        variables = {"ansible_python_interpreter": sys.executable, **(extra_vars or {})}
+        return run_playbook(PLAYBOOK, self.inventory, variables, *extra, env=env, timeout=900)
 
 
 def recap(output: str, host: str = "cpu-0") -> dict[str, int]:

@@ -12,18 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.components.conftest import Deploy, read_secrets, recap
+from tests.components.conftest import Deploy, cluster_vars, read_secrets, recap
 from tests.k8s.controlplane import ControlPlane
-
-
-def _vars(cp: ControlPlane, data_dir: Path, **more: Any) -> dict[str, Any]:
-    return {
-        "chutes_kubeconfig": str(cp.kubeconfig),
-        "miner_postgres_data_dir": str(data_dir),
-        "miner_common_k8s_client_install": False,
-        "miner_wait": False,
-        **more,
-    }
 
 
 def _versions(cp: ControlPlane) -> dict[str, str]:
@@ -41,10 +31,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def runs(deploy: Deploy, fresh_control_plane: ControlPlane, data_dir: Path) -> dict[str, Any]:
     cp = fresh_control_plane
-    rc, first = deploy.run(extra_vars=_vars(cp, data_dir))
+    rc, first = deploy.run(extra_vars=cluster_vars(cp, data_dir))
     assert rc == 0, first[-4000:]
     secrets, versions = read_secrets(cp), _versions(cp)
-    rc, check = deploy.run("--check", extra_vars=_vars(cp, data_dir))
+    rc, check = deploy.run("--check", extra_vars=cluster_vars(cp, data_dir))
     assert rc == 0, check[-4000:]
     return {"first": first, "check": check, "secrets": secrets, "versions": versions}
 
@@ -104,7 +94,9 @@ def test_a_wait_that_times_out_says_which_object_and_why(
     rc, out = deploy.run(
         "--tags",
         "miner_postgres",
-        extra_vars=_vars(fresh_control_plane, data_dir, miner_wait=True, miner_wait_timeout=5),
+        extra_vars=cluster_vars(
+            fresh_control_plane, data_dir, miner_wait=True, miner_wait_timeout=5
+        ),
     )
     assert rc != 0
     assert "Not ready after 5 s" in out and "秒后仍未就绪" in out

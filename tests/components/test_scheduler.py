@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.components.conftest import REPO, Deploy, Rendered, recap
+from tests.components.conftest import REPO, Deploy, Rendered, cluster_vars, recap
 from tests.k8s.controlplane import ControlPlane
 
 NS = "chutes"
@@ -134,16 +134,6 @@ def test_bad_strategy_settings_are_refused(deploy: Deploy, tmp_path: Path) -> No
 # --- against a real API server ------------------------------------------------------------
 
 
-def _vars(cp: ControlPlane, data_dir: Path, **more: Any) -> dict[str, Any]:
-    return {
-        "chutes_kubeconfig": str(cp.kubeconfig),
-        "miner_postgres_data_dir": str(data_dir),
-        "miner_common_k8s_client_install": False,
-        "miner_wait": False,
-        **more,
-    }
-
-
 def _live(cp: ControlPlane, kind: str, name: str) -> dict[str, Any] | None:
     done = cp.kubectl("get", kind, name, "-n", NS, "-o", "json", check=False)
     return json.loads(done.stdout) if done.returncode == 0 else None
@@ -174,7 +164,7 @@ def runs(
     base = tmp_path_factory.mktemp("scheduler")
     strategy = base / "my_strategy.py"
     data_dir = base / "postgres-data"
-    with_file = _vars(cp, data_dir, miner_scheduler_strategy_file=str(strategy))
+    with_file = cluster_vars(cp, data_dir, miner_scheduler_strategy_file=str(strategy))
     out: dict[str, Any] = {}
 
     def step(name: str, content: str, extra_vars: dict[str, Any], *args: str) -> None:
@@ -197,7 +187,7 @@ def runs(
     frozen = {**with_file, "miner_scheduler_strategy_reload_interval": 0}
     step("frozen", STRATEGY_V2, frozen, *only)
     step("frozen-v1", STRATEGY_V1, frozen, *only)
-    step("off", STRATEGY_V1, _vars(cp, data_dir), *only)
+    step("off", STRATEGY_V1, cluster_vars(cp, data_dir), *only)
     return out
 
 

@@ -8,8 +8,6 @@ plugin's) place, and the DaemonSets are never waited for (``miner_wait: false``)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.ansible_env import run_playbook
 from tests.k8s import controlplane
 from tests.k8s.controlplane import ControlPlane
 
@@ -42,26 +41,7 @@ class Play:
             "miner_wait": False,
             **extra_vars,
         }
-        argv = [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(self.inventory),
-            "--limit",
-            "cpu-0",
-            "-e",
-            json.dumps(variables),
-            *extra,
-            str(PLAYBOOK),
-        ]
-        done = subprocess.run(
-            argv,
-            cwd=REPO,
-            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        return done.returncode, done.stdout + done.stderr
+        return run_playbook(PLAYBOOK, self.inventory, variables, *extra)
 
 
 def write_inventory(path: Path, gpus: dict[str, Any]) -> Path:
