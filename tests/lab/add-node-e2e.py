@@ -54,21 +54,17 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def lab_vars() -> dict[str, object]:
-    """The lab inventory's validator and API port (group_vars/all), as the roles read them."""
-    group_vars = REPO / "inventories/lab/group_vars/all"
-    out: dict[str, object] = {}
-    for name in ("lab.yml", "components.yml"):
-        out |= yaml.safe_load((group_vars / name).read_text()) or {}
-    return out
+def lab_validator() -> dict[str, object]:
+    """The lab inventory's (only) validator, as the roles read it."""
+    lab = yaml.safe_load((REPO / "inventories/lab/group_vars/all/lab.yml").read_text())
+    return dict(lab["chutes_validators"][0])
 
 
-def on_primary(command: str, stdin: str | None = None) -> str:
+def on_primary(command: str) -> str:
     ssh = ["ssh", "-i", LAB_KEY, "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
     ssh += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     done = subprocess.run(
         [*ssh, f"root@{PRIMARY}", command],
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -98,22 +94,18 @@ class Journey:
     def __init__(self, node: str, timeout_s: float) -> None:
         self.node = node
         self.timeout_s = timeout_s
-        self.steps: list[tuple[str, float]] = []
         hotkey_path = LAB_DIR / "lab/hotkey.json"
         if not hotkey_path.is_file():
             raise Failed(f"no lab hotkey at {hotkey_path}: run `make lab` first")
         self.hotkey = hotkey_path
         self.miner_ss58 = json.loads(hotkey_path.read_text())["ss58Address"]
-        config = lab_vars()
-        validators = config["chutes_validators"]
-        assert isinstance(validators, list)
-        self.validator_entry = validators[0]
-        port = int(str(config.get("miner_api_node_port", 32000)))
-        self.api = f"http://{PRIMARY}:{port}"
+        self.validator_entry = lab_validator()
+        # the node port the deployed Service has (miner_api_node_port), read from the cluster
+        port = kubectl(f"-n {NAMESPACE} get service api -o jsonpath='{{.spec.ports[0].nodePort}}'")
+        self.api = f"http://{PRIMARY}:{port.strip()}"
 
     def step(self, name: str, started: float) -> None:
         took = time.monotonic() - started
-        self.steps.append((name, took))
         say(f"{name} ({took:.1f} s)")
 
     def cli(self, cli_venv: Path, *args: str, timeout: float = 120) -> str:
