@@ -11,6 +11,7 @@ from bittensor_wallet import Keypair
 from fastapi.testclient import TestClient
 from graval_bootstrap.auth import (
     NONCE_WINDOW_S,
+    REPLAY_MAX_ENTRIES,
     REPLAY_TTL_S,
     AuthError,
     ReplayCache,
@@ -164,15 +165,27 @@ def test_auth_before_body_validation(client: TestClient, keys: Keys) -> None:
 def test_replay_cache_ttl_and_bound() -> None:
     now = [0.0]
     cache = ReplayCache(ttl_s=61, max_entries=3, clock=lambda: now[0])
-    assert cache.add(("a", "1", "s"))
-    assert not cache.add(("a", "1", "s"))
+    assert cache.add(("a", "1", b"s"))
+    assert not cache.add(("a", "1", b"s"))
     now[0] = 60.0
-    assert not cache.add(("a", "1", "s"))
+    assert not cache.add(("a", "1", b"s"))
     now[0] = 61.5
-    assert cache.add(("a", "1", "s"))
+    assert cache.add(("a", "1", b"s"))
     for n in range(10):
-        cache.add(("b", str(n), "s"))
+        cache.add(("b", str(n), b"s"))
     assert len(cache) <= 3
+
+
+def test_default_replay_bound_is_65536_entries() -> None:
+    # Within one TTL the default cache holds REPLAY_MAX_ENTRIES keys; the next add evicts the
+    # oldest, which is then accepted again, while a younger key is still refused.
+    cache = ReplayCache(clock=lambda: 0.0)
+    assert REPLAY_MAX_ENTRIES == 65536
+    for n in range(REPLAY_MAX_ENTRIES):
+        assert cache.add(("a", str(n), b"s"))
+    assert len(cache) == REPLAY_MAX_ENTRIES
+    assert not cache.add(("a", "1", b"s"))
+    assert cache.add(("a", "0", b"s"))
 
 
 def _verifier(keys: Keys, now: float = NOW) -> Verifier:
@@ -234,20 +247,20 @@ def test_signer_outside_the_route_and_replay_reasons(keys: Keys) -> None:
 def test_replay_entry_expires_exactly_at_its_ttl() -> None:
     now = [0.0]
     cache = ReplayCache(ttl_s=61, clock=lambda: now[0])
-    assert cache.add(("a", "1", "s"))
+    assert cache.add(("a", "1", b"s"))
     now[0] = 60.999
-    assert not cache.add(("a", "1", "s"))
+    assert not cache.add(("a", "1", b"s"))
     now[0] = 61.0
-    assert cache.add(("a", "1", "s"))
+    assert cache.add(("a", "1", b"s"))
 
 
 def test_default_replay_ttl_outlives_the_nonce_window() -> None:
     # A nonce is accepted for 2 * NONCE_WINDOW_S - 1 seconds; its entry must last that long.
     now = [0.0]
     cache = ReplayCache(clock=lambda: now[0])
-    cache.add(("a", "1", "s"))
+    cache.add(("a", "1", b"s"))
     now[0] = 2 * NONCE_WINDOW_S
-    assert not cache.add(("a", "1", "s"))
+    assert not cache.add(("a", "1", b"s"))
     assert REPLAY_TTL_S > 2 * NONCE_WINDOW_S
 
 

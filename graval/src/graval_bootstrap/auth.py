@@ -31,8 +31,12 @@ class AuthError(Exception):
         self.reason = reason
 
 
+REPLAY_MAX_ENTRIES = 65536
+ReplayKey = tuple[str, str, bytes]
+
+
 class ReplayCache:
-    """In-process, bounded map of seen (signer, nonce, signature) with a TTL.
+    """In-process, bounded map of seen (signer, nonce, signature bytes) with a TTL.
 
     When full, the oldest entries are evicted; an entry younger than the nonce window can
     only be evicted by `max_entries` newer requests, far beyond what one bootstrap serves.
@@ -41,16 +45,16 @@ class ReplayCache:
     def __init__(
         self,
         ttl_s: float = REPLAY_TTL_S,
-        max_entries: int = 65536,
+        max_entries: int = REPLAY_MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl = ttl_s
         self._max = max_entries
         self._clock = clock
-        self._seen: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self._seen: OrderedDict[ReplayKey, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, key: tuple[str, str, str]) -> bool:
+    def add(self, key: ReplayKey) -> bool:
         """Record `key` atomically; return False when it was already recorded and unexpired."""
         now = self._clock()
         with self._lock:
@@ -82,10 +86,10 @@ class Verifier:
 
         `purpose` is the route's purpose or the hex SHA-256 of the raw body.
         """
-        miner = headers.get(H_MINER, "")
-        signer = headers.get(H_VALIDATOR, "")
-        nonce = headers.get(H_NONCE, "")
-        signature = headers.get(H_SIGNATURE, "")
+        miner = headers.get(H_MINER)
+        signer = headers.get(H_VALIDATOR)
+        nonce = headers.get(H_NONCE)
+        signature = headers.get(H_SIGNATURE)
         if not (miner and signer and nonce and signature):
             raise AuthError("missing header")
         if not _NONCE_RE.fullmatch(nonce):
@@ -100,20 +104,24 @@ class Verifier:
         if not -NONCE_WINDOW_S < age < NONCE_WINDOW_S:
             raise AuthError("nonce outside window")
         message = f"{miner}:{signer}:{nonce}:{purpose}".encode()
-        if not _sr25519_verify(signer, message, bytes.fromhex(signature)):
+        raw_signature = bytes.fromhex(signature)
+        if not _sr25519_verify(signer, message, raw_signature):
             raise AuthError("bad signature")
-        if not self.replay.add((signer, nonce, signature.lower())):
+        # Keyed by the signature's bytes, so the same signature in other hex case is a replay.
+        if not self.replay.add((signer, nonce, raw_signature)):
             raise AuthError("replay")
         return signer
 
 
 def _sr25519_verify(ss58: str, message: bytes, signature: bytes) -> bool:
+    """Check a raw or a `<Bytes>`-wrapped signature of `message`.
+
+    bittensor-wallet's `verify` itself also accepts a signature over `<Bytes>message</Bytes>`
+    (every version the package allows; `test_bytes_wrapped_signature_accepted` holds it to
+    that), so one call covers both forms.
+    """
     try:
-        key = Keypair(ss58_address=ss58)
-        return bool(
-            key.verify(message, signature)
-            or key.verify(b"<Bytes>" + message + b"</Bytes>", signature)
-        )
+        return bool(Keypair(ss58_address=ss58).verify(message, signature))
     except Exception:  # noqa: BLE001 - any library failure is a failed verification
         return False
 
