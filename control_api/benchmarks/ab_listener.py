@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from control_api.services.signing import keypair_from_seed
+from control_api.core.signing import keypair_from_seed
 
 
 def _load_run() -> Any:
@@ -49,7 +49,7 @@ PORTS = {"baseline": 18201, "this_tree": 18202}
 MICRO = """
 import inspect, sys, time
 from control_api import registry_auth as ra
-from control_api.services.signing import keypair_from_seed
+from control_api.core.signing import keypair_from_seed
 class T:
     n = 0
     def write(self, data): T.n += len(data)

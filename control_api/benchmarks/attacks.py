@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 import psycopg2
-from control_api.services.signing import d1_headers, keypair_from_seed
+from control_api.core.signing import d1_headers, keypair_from_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.faults: the silent proxy
 from tests.faults import FreezableProxy, through  # noqa: E402

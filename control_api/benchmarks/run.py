@@ -54,8 +54,8 @@ from typing import Any
 import httpx
 import psycopg2
 from bittensor_wallet import Keypair
+from control_api.core.signing import d1_headers, keypair_from_seed
 from control_api.db.migrate import migrate
-from control_api.services.signing import d1_headers, keypair_from_seed
 from psycopg2.extras import Json
 
 PG = "postgresql://postgres@127.0.0.1:5432/"

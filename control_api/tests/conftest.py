@@ -24,11 +24,11 @@ import redis
 import uvicorn
 from bittensor_wallet import Keypair
 from control_api.clients.graval import HttpGravalClient
-from control_api.config import Settings
+from control_api.core.config import Settings
+from control_api.core.signing import body_hash, d1_headers, keypair_from_seed
 from control_api.db.migrate import migrate
 from control_api.guard import uvicorn_config
 from control_api.main import create_app
-from control_api.services.signing import body_hash, d1_headers, keypair_from_seed
 
 from tests import kube_real
 from tests.cli_venv import NoInterpreter, ensure_cli_venv

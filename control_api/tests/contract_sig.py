@@ -1,7 +1,7 @@
 """Signature checks the stand-ins run, written from the runtime contract (§1.2) and nothing else.
 
 The signed strings are built here and verified with bittensor-wallet's `Keypair.verify`
-directly; nothing comes from `control_api.services.signing`, so a bug in the API's signing code
+directly; nothing comes from `control_api.core.signing`, so a bug in the API's signing code
 cannot be confirmed by the same code on the other side of the wire.
 """
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
-from control_api.config import Settings
+from control_api.core.config import Settings
 from control_api.db.pool import Database
 from control_api.scheduler.config import SchedulerSettings
 from control_api.scheduler.core import Scheduler

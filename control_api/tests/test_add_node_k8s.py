@@ -18,8 +18,8 @@ import yaml
 from bittensor_wallet import Keypair
 from control_api.clients.graval import HttpGravalClient
 from control_api.clients.k8s import GravalSpec, KubeApiError, KubeClient, RealKubeClient
+from control_api.core.signing import body_hash, d1_headers
 from control_api.main import create_app
-from control_api.services.signing import body_hash, d1_headers
 from fastapi import FastAPI
 
 from tests.conftest import Api, LiveServer, SettingsFactory

@@ -15,6 +15,7 @@ import pytest
 import redis
 from bittensor_wallet import Keypair
 from control_api.clients.events import EventPublisher, RedisReplayStore
+from control_api.core.signing import body_hash, d1_headers
 from control_api.main import create_app
 from control_api.services.auth import (
     HEADERS,
@@ -24,7 +25,6 @@ from control_api.services.auth import (
     authenticate,
     check_headers,
 )
-from control_api.services.signing import body_hash, d1_headers
 
 from tests.conftest import REDIS_URL, Api, LiveServer, SettingsFactory
 from tests.test_routes import seed_inventory

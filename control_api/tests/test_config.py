@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from control_api.__main__ import _settings
-from control_api.config import ss58_valid
+from control_api.core.config import ss58_valid
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

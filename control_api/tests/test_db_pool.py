@@ -11,10 +11,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 from bittensor_wallet import Keypair
+from control_api.core.signing import d1_headers
 from control_api.db.migrate import migrate
 from control_api.db.pool import Database, DatabaseUnavailable, DbTimeouts
 from control_api.main import create_app
-from control_api.services.signing import d1_headers
 
 from tests.conftest import LiveServer, SettingsFactory, _admin
 from tests.standins import StandinKube

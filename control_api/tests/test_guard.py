@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from control_api.core.signing import body_hash, d1_headers
 from control_api.schemas.api import AddNodeBody, RequestBody
-from control_api.services.signing import body_hash, d1_headers
 
 from tests.conftest import Api, ApiFactory
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from bittensor_wallet import Keypair
 from control_api.clients.k8s import KubeClient, UnavailableKube, build_kubeconfig
+from control_api.core.signing import d1_headers
 from control_api.main import create_app
-from control_api.services.signing import d1_headers
 from pydantic import ValidationError
 
 from tests.conftest import Cli, LiveServer, SettingsFactory
@@ -103,7 +103,7 @@ def test_kubeconfig_refusals(
 def test_kubeconfig_settings_fail_closed(
     make_settings: SettingsFactory, overrides: dict[str, Any], setting: str
 ) -> None:
-    from control_api.config import describe_error
+    from control_api.core.config import describe_error
 
     with pytest.raises(ValidationError) as exc:
         make_settings(**overrides)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from bittensor_wallet import Keypair
+from control_api.core.signing import d2_message, verify
 from control_api.registry_auth import (
     _SETS_NODELAY,
     _UNAUTHORIZED,
@@ -21,7 +22,6 @@ from control_api.registry_auth import (
     _Protocol,
     serve,
 )
-from control_api.services.signing import d2_message, verify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -24,10 +24,10 @@ import redis.asyncio as aioredis
 import socketio
 from bittensor_wallet import Keypair
 from control_api.clients.events import AsyncEventPublisher
-from control_api.config import ValidatorConfig
+from control_api.core.config import ValidatorConfig
+from control_api.core.signing import d2_message, verify
 from control_api.relay.client import AUTH_FAILED_MIN_WAIT_S, Relay, socket_proxy
 from control_api.relay.lease import Lease
-from control_api.services.signing import d2_message, verify
 
 from tests.conftest import REDIS_URL, ServiceEnv
 from tests.standins import StandinValidator, free_port

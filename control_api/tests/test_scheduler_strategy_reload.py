@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from control_api.config import Settings
+from control_api.core.config import Settings
 from control_api.scheduler.check import synthetic_snapshot
 from control_api.scheduler.model import PlacementRequest
 from control_api.scheduler.reload import StrategyReloader

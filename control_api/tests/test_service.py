@@ -17,8 +17,8 @@ import httpx
 import psycopg2
 import pytest
 from bittensor_wallet import Keypair
+from control_api.core.signing import d1_headers
 from control_api.log import JsonFormatter
-from control_api.services.signing import d1_headers
 
 from tests.conftest import TOKEN, ServiceEnv
 from tests.standins import free_port

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import socketio
 from bittensor_wallet import Keypair
-from control_api.services.signing import d1_headers, d2_headers
+from control_api.core.signing import d1_headers, d2_headers
 
 from tests.contract_sig import d1_valid, d2_valid, sha256_hex
 from tests.sched_validator import MinerApiStandin

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import psycopg2
 import pytest
-from control_api.services.signing import keypair_from_seed
+from control_api.core.signing import keypair_from_seed
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "tests" / "lab" / "build-miner-images.sh"

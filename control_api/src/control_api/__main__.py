@@ -10,7 +10,7 @@ import sys
 
 from pydantic import ValidationError
 
-from control_api.config import Settings, describe_error, settings_help
+from control_api.core.config import Settings, describe_error, settings_help
 from control_api.log import setup_logging
 
 log = logging.getLogger("control_api")
@@ -77,9 +77,9 @@ def run_api(settings: Settings) -> None:
 
 
 async def _registry_auth(settings: Settings) -> None:
+    from control_api.core.signing import keypair_from_seed
     from control_api.guard import raise_nofile_limit
     from control_api.registry_auth import Limits, serve
-    from control_api.services.signing import keypair_from_seed
 
     nofile = raise_nofile_limit()
     signer = keypair_from_seed(settings.miner_seed.get_secret_value())

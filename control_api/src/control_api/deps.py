@@ -12,12 +12,12 @@ from fastapi import Depends, HTTPException, Request
 
 from control_api.clients.events import EventPublisher, RedisReplayStore
 from control_api.clients.k8s import KubeClient
-from control_api.config import Settings
+from control_api.core.config import Settings
+from control_api.core.signing import body_hash
 from control_api.db.pool import Database
 from control_api.metrics import AUTH_FAILURES
 from control_api.services.auth import HEADERS, AuthError, Verified, authenticate
 from control_api.services.bootstrap import AddNodeService
-from control_api.services.signing import body_hash
 
 log = logging.getLogger(__name__)
 UNAUTHORIZED = HTTPException(401, "unauthorized")

@@ -24,7 +24,7 @@ from urllib.parse import unquote_to_bytes
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from control_api.config import Settings
+from control_api.core.config import Settings
 
 log = logging.getLogger(__name__)
 

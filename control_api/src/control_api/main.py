@@ -19,7 +19,8 @@ from control_api.clients.events import EventPublisher, RedisReplayStore
 from control_api.clients.graval import GravalClient, HttpGravalClient
 from control_api.clients.k8s import KubeClient, KubeUnavailable, UnavailableKube
 from control_api.clients.validator import HttpValidatorClient, ValidatorClient
-from control_api.config import Settings
+from control_api.core.config import Settings
+from control_api.core.signing import keypair_from_seed
 from control_api.db.pool import Database, DatabaseUnavailable, DbTimeouts
 from control_api.deps import Resources
 from control_api.guard import RequestGuard
@@ -27,7 +28,6 @@ from control_api.metrics import LATENCY, REQUESTS
 from control_api.routers import deployments, servers
 from control_api.schemas.api import Message as MessageOut
 from control_api.services.bootstrap import AddNodeService
-from control_api.services.signing import keypair_from_seed
 
 log = logging.getLogger(__name__)
 

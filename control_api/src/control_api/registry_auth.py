@@ -36,7 +36,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from control_api.services.signing import Signer, d2_message
+from control_api.core.signing import Signer, d2_message
 
 log = logging.getLogger(__name__)
 _BACKLOG = 4096  # capped by net.core.somaxconn

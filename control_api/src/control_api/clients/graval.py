@@ -8,8 +8,8 @@ from typing import Protocol
 import httpx
 from pydantic import ValidationError
 
+from control_api.core.signing import Signer, d1_headers
 from control_api.schemas.nodes import DeviceInfo, DevicesReply
-from control_api.services.signing import Signer, d1_headers
 
 
 class GravalError(Exception):

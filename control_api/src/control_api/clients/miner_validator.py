@@ -13,8 +13,8 @@ import httpx
 from pydantic import ValidationError
 
 from control_api.clients.validator import HttpValidatorClient, ValidatorError
+from control_api.core.signing import d2_headers
 from control_api.schemas.gepetto import RemoteChute, RemoteMetrics, RemoteUtilization
-from control_api.services.signing import d2_headers
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from control_api.core.signing import Signer, body_hash, d2_headers
 from control_api.schemas.nodes import RegisterReply, VerificationStatus
-from control_api.services.signing import Signer, body_hash, d2_headers
 
 
 class ValidatorError(Exception):

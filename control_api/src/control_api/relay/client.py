@@ -21,9 +21,9 @@ import redis.exceptions
 import socketio
 
 from control_api.clients.events import AsyncEventPublisher
-from control_api.config import Settings, ValidatorConfig
+from control_api.core.config import Settings, ValidatorConfig
+from control_api.core.signing import Signer, d2_headers, keypair_from_seed
 from control_api.relay.lease import Lease
-from control_api.services.signing import Signer, d2_headers, keypair_from_seed
 
 log = logging.getLogger(__name__)
 RELAY_REASONS = frozenset(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from control_api.__main__ import _run_async, _start_metrics
-from control_api.config import describe_error
+from control_api.core.config import describe_error
 from control_api.log import setup_logging
 from control_api.scheduler.config import SchedulerSettings
 from control_api.scheduler.strategy import StrategyError

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import NoDecode
 
-from control_api.config import Settings
+from control_api.core.config import Settings
 
 
 class SchedulerSettings(Settings):

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from control_api.clients.k8s_chutes import ChuteKube
 from control_api.clients.miner_validator import HttpMinerValidator, MinerValidator
 from control_api.clients.validator import HttpValidatorClient, ValidatorClient
+from control_api.core.signing import keypair_from_seed
 from control_api.db.pool import Database, DatabaseUnavailable, DbTimeouts
 from control_api.relay.lease import Lease
 from control_api.scheduler.config import SchedulerSettings
@@ -33,7 +34,6 @@ from control_api.scheduler.reconcile import Reconciler
 from control_api.scheduler.reload import StrategyReloader
 from control_api.scheduler.strategy import StrategyRunner, is_file_spec, load_strategy
 from control_api.scheduler.stream import EventConsumer, StreamConfig
-from control_api.services.signing import keypair_from_seed
 
 log = logging.getLogger(__name__)
 LEASE_KEY = "lease:gepetto"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from control_api.services.signing import d1_message, verify
+from control_api.core.signing import d1_message, verify
 
 _NONCE = re.compile(r"^[0-9]{1,12}$")
 _SIG = re.compile(r"^[0-9a-fA-F]{128}$")

@@ -22,7 +22,7 @@ from control_api.clients.k8s import (
     NodeInfo,
 )
 from control_api.clients.validator import ValidatorClient, ValidatorError
-from control_api.config import Settings, ValidatorConfig
+from control_api.core.config import Settings, ValidatorConfig
 from control_api.db import queries
 from control_api.db.pool import Database
 

@@ -11,7 +11,7 @@ from bittensor_wallet.utils import get_ss58_format, is_valid_ss58_address
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from control_api.services.signing import keypair_from_seed
+from control_api.core.signing import keypair_from_seed
 
 BITTENSOR_SS58_FORMAT = 42
 _DNS_SUBDOMAIN = re.compile(
