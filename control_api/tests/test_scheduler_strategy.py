@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from control_api.scheduler.model import (
     ChuteMetrics,
     ChuteView,
     DeploymentView,
+    JobDecision,
     JobView,
     PlacementRequest,
     Preemption,
@@ -25,7 +27,15 @@ from control_api.scheduler.model import (
     Snapshot,
     Utilization,
 )
-from control_api.scheduler.strategies.baseline import BaselineStrategy, chute_value
+from control_api.scheduler.strategies.baseline import (
+    SCALE_DOWN_MIN_AGE_S,
+    VICTIM_IDLE_S,
+    VICTIM_MIN_VERIFIED_S,
+    BaselineStrategy,
+    chute_value,
+    create_strategy,
+    victim_value,
+)
 from control_api.scheduler.strategies.fill import FillStrategy
 from control_api.scheduler.strategy import StrategyError, StrategyRunner, load_strategy
 
@@ -238,6 +248,154 @@ def test_job_decision_and_bounty() -> None:
     assert B.on_job_created(s, JobView("j", "any", 1, 1.0, 10)).allow_preempt is True
     assert B.on_bounty_change(s, "any", 5.0) == PlacementRequest("any", 1, allow_preempt=True)
     assert B.on_chute_created(s, s.chutes["any"]) == 1
+
+
+# --- baseline: boundaries (each rule's edge, and the figures exactly) ---------------------
+
+
+def test_value_with_one_invocation_and_none() -> None:
+    one = m("x", total_invocations=1.0, total_compute_time=10.0, rate_limit_count=2.0)
+    assert chute_value(one) == 10.0 + 2.0 * 10.0 / 1.0
+    none = m("x", total_invocations=0.0, total_compute_time=10.0, rate_limit_count=2.0)
+    assert chute_value(none) == 10.0
+
+
+def test_victim_value_figures() -> None:
+    assert victim_value(None) == 0.0
+    # (usage + rate_limit_count x usage / invocations) / instances
+    for calls in (1.0, 2.0):
+        busy = m("x", total_invocations=calls, total_usage_usd=10.0, rate_limit_count=2.0)
+        assert victim_value(replace(busy, instance_count=4)) == (10.0 + 2.0 * 10.0 / calls) / 4
+    unused = m("x", total_invocations=0.0, total_usage_usd=10.0, rate_limit_count=2.0)
+    for instances in (0, 1):
+        assert victim_value(replace(unused, instance_count=instances)) == 10.0
+
+
+def test_scale_up_value_figure_and_a_free_server() -> None:
+    # value = chute_value / (instance_count + 1) / (hourly_cost x gpu_count)
+    metrics = m("x", instance_count=3, total_compute_time=1000.0, total_invocations=0.0)
+    for cost, expected in ((0.5, 1000.0 / 4 / 1.0), (0.0, 1000.0 / 4 / 1e-9)):
+        s = snap([srv("a", cost, 8)], [chute("x", 2)], metrics=[metrics])
+        assert B._scale_up_value(s, "x", metrics) == pytest.approx(expected)
+
+
+def test_autoscale_two_local_instances_may_grow_three_may_not() -> None:
+    metrics = [m("x", instance_count=10)]
+    two = [dep(f"d{i}", "x", "a") for i in range(2)]
+    s = snap([srv("a", 1.0, 8)], [chute("x")], two, metrics)
+    assert B.autoscale(s) == [ScaleIntent("x", 1)]
+    three = [dep(f"d{i}", "x", "a") for i in range(3)]
+    assert B.autoscale(snap([srv("a", 1.0, 8)], [chute("x")], three, metrics)) == []
+
+
+def test_autoscale_ignores_metrics_of_unknown_chutes_and_keeps_the_first_of_a_tie() -> None:
+    servers = [srv("a", 1.0, 8)]
+    assert B.autoscale(snap(servers, [chute("x")], metrics=[m("gone")])) == []
+    tie = snap(servers, [chute("first"), chute("second")], metrics=[m("first"), m("second")])
+    assert B.autoscale(tie) == [ScaleIntent("first", 1)]
+
+
+def test_choose_server_disk_exactly_enough() -> None:
+    s = snap([srv("a", 1.0, 8, disk=10.0)], [chute("x")])
+    assert B.choose_server(s, PlacementRequest("x", 1, disk_gb=10.0)) == "a"
+
+
+def test_scale_down_age_boundary_and_nothing_to_remove() -> None:
+    servers = [srv("a", 1.0, 4)]
+    at_limit = [dep("d", "x", "a", age=SCALE_DOWN_MIN_AGE_S)]
+    assert B.choose_scale_down(snap(servers, [chute("x")], at_limit), "x") is None
+    older = [dep("d", "x", "a", age=SCALE_DOWN_MIN_AGE_S + 1)]
+    assert B.choose_scale_down(snap(servers, [chute("x")], older), "x") == "d"
+    assert B.choose_scale_down(snap(servers, [chute("x")]), "x") is None
+    # Jobs and deployments on servers the snapshot does not hold are never scaled down.
+    others = [dep("job", "x", "a", job="j"), dep("lost", "x", "gone")]
+    assert B.choose_scale_down(snap(servers, [chute("x")], others), "x") is None
+
+
+@pytest.mark.parametrize(
+    ("servers", "expected"),
+    [
+        # cost x used / total: 1 x 1/1 = 1.0 beats 1 x 3/4 = 0.75
+        ([srv("a", 1.0, 0, total=1), srv("b", 1.0, 1, total=4)], "on-a"),
+        # 2 x 2/2 = 2.0 beats 1 x 1/1 = 1.0
+        ([srv("a", 2.0, 0, total=2), srv("b", 1.0, 0, total=1)], "on-a"),
+    ],
+)
+def test_scale_down_the_dearest_share_of_a_server(servers: list[ServerView], expected: str) -> None:
+    deps = [dep("on-a", "x", "a"), dep("on-b", "x", "b")]
+    assert B.choose_scale_down(snap(servers, [chute("x")], deps), "x") == expected
+
+
+def test_victims_ranked_by_value_not_by_name() -> None:
+    servers = [srv("a", 1.0, 0, total=2)]
+    deps = [dep("a-valuable", "v", "a"), dep("b-cheap", "c", "a")]
+    metrics = [
+        m("v", total_usage_usd=100.0, instance_count=2),
+        m("c", total_usage_usd=1.0, instance_count=2),
+    ]
+    s = snap(servers, [chute("new"), chute("v"), chute("c")], deps, metrics)
+    req = PlacementRequest("new", 1, allow_preempt=True)
+    assert B.choose_victims(s, req) == Preemption("a", ("b-cheap",))
+
+
+def test_victim_edges_no_metrics_verified_and_idle_exactly_at_the_limit() -> None:
+    servers = [srv("a", 1.0, 0, total=1)]
+    chutes = [chute("new"), chute("o")]
+    req = PlacementRequest("new", 1, allow_preempt=True)
+    no_metrics = [dep("d", "o", "a")]
+    assert B.choose_victims(snap(servers, chutes, no_metrics), req) == Preemption("a", ("d",))
+    at_limit = [dep("d", "o", "a", verified=VICTIM_MIN_VERIFIED_S)]
+    assert B.choose_victims(snap(servers, chutes, at_limit), req) == Preemption("a", ("d",))
+    idle = [m("o", instance_count=1, last_invocation_at=NOW - VICTIM_IDLE_S)]
+    assert B.choose_victims(snap(servers, chutes, no_metrics, idle), req) == Preemption("a", ("d",))
+
+
+def test_preemption_drops_h200_only_when_another_model_remains() -> None:
+    # The h200 server is cheaper; it is still skipped while h100 is possible.
+    servers = [srv("a", 1.0, 0, total=1, model="h100"), srv("h", 0.5, 0, total=1)]
+    deps = [dep("v1", "o", "a"), dep("v2", "o", "h")]
+    metrics = [m("o", instance_count=3)]
+    req = PlacementRequest("new", 1, allow_preempt=True)
+    both = chute("new", 1, ("h100", "h200"))
+    assert B.choose_victims(snap(servers, [both, chute("o")], deps, metrics), req) == Preemption(
+        "a", ("v1",)
+    )
+    # An h200-only chute keeps h200 and never takes another model's server.
+    only = chute("new", 1, ("h200",))
+    a100 = [srv("x", 0.1, 0, total=1, model="a100"), servers[1]]
+    deps = [dep("v1", "o", "x"), dep("v2", "o", "h")]
+    assert B.choose_victims(snap(a100, [only, chute("o")], deps, metrics), req) == Preemption(
+        "h", ("v2",)
+    )
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        srv("a", 1.0, 0, total=1, locked=True),
+        srv("a", 1.0, 0, total=1, validator="5other"),
+        srv("a", 1.0, 0, total=1, ready=False),
+        srv("a", 1.0, 0, total=1, model="h100"),
+    ],
+)
+def test_preemption_skips_servers_it_may_not_use(server: ServerView) -> None:
+    s = snap([server], [chute("new"), chute("o")], [dep("d", "o", "a")], [m("o", instance_count=3)])
+    assert B.choose_victims(s, PlacementRequest("new", 1, allow_preempt=True)) is None
+
+
+def test_banned_or_unknown_chute_preempts_nothing() -> None:
+    servers = [srv("a", 1.0, 0, total=1)]
+    deps, metrics = [dep("d", "o", "a")], [m("o", instance_count=3)]
+    req = PlacementRequest("new", 1, allow_preempt=True)
+    banned = snap(servers, [chute("new", ban="abuse"), chute("o")], deps, metrics)
+    assert B.choose_victims(banned, req) is None
+    assert B.choose_victims(snap(servers, [chute("o")], deps, metrics), req) is None
+
+
+def test_job_for_an_unknown_chute_and_the_factory() -> None:
+    s = snap([srv("a", 1.0, 8)], [])
+    assert B.on_job_created(s, JobView("j", "gone", 1, 1.0, 10)) == JobDecision(True, True)
+    assert create_strategy({"k": 1}).config == {"k": 1}
 
 
 # --- fill -----------------------------------------------------------------------------------

@@ -153,6 +153,18 @@ TARGETS: dict[str, Target] = {
             ),
         },
     ),
+    "scheduler_placement": Target(
+        package="control_api",
+        module="control_api/scheduler/strategies/baseline.py",
+        tests=("tests/test_scheduler_strategy.py",),
+        note="scheduler placement: server choice, scale up/down, preemption victims",
+    ),
+    "inventory_queries": Target(
+        package="control_api",
+        module="control_api/db/queries.py",
+        tests=("tests/test_routes.py", "tests/test_inventory_cache.py"),
+        note="inventory queries behind /servers/ and /deployments/ (PostgreSQL)",
+    ),
     "gpu_claims": Target(
         package="control_api",
         module="control_api/db/claims.py",
