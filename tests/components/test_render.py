@@ -161,7 +161,7 @@ def test_a_different_hotkey_is_refused_and_nothing_changes(
     )
     assert rc != 0
     assert f"The cluster holds miner hotkey {deploy.key.ss58_address}" in out
-    assert other_key.ss58_address in out and "集群中保存的矿工热键" in out
+    assert other_key.ss58_address in out and "集群中保存的矿工 hotkey" in out
     assert "33" * 32 not in out
     assert load_dir(root) == rendered.objects
     rc, out = deploy.run(
@@ -187,7 +187,7 @@ def test_an_unreadable_hotkey_file_is_refused(deploy: Deploy, tmp_path: Path) ->
             }
         )
         assert rc != 0
-        assert "must be a readable hotkey file" in out and "必须是控制机上可读的热键文件" in out
+        assert "must be a readable hotkey file" in out and "必须是控制机上可读的 hotkey 文件" in out
     assert not (tmp_path / "out").exists()
 
 

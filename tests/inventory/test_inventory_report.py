@@ -25,7 +25,7 @@ def test_same_problem_on_several_hosts_is_one_row() -> None:
     text = render(check(inv).as_dict(), ["en", "zh"])
     lines = text.splitlines()
     assert lines[0] == "Inventory validation found 2 problem(s); no host was contacted or changed."
-    assert lines[1] == "清单校验发现 2 个问题；未连接也未修改任何主机。"
+    assert lines[1] == "节点清单校验发现 2 个问题；未连接也未修改任何主机。"
     assert lines[3].split() == [
         "HOST",
         "/",
@@ -56,10 +56,10 @@ def test_same_problem_on_several_hosts_is_one_row() -> None:
 def test_language_choice_and_order() -> None:
     result = _result(problem("no_primary", "all"))
     zh_only = render(result, ["zh"]).splitlines()
-    assert zh_only[0].startswith("清单校验发现 1 个问题")
+    assert zh_only[0].startswith("节点清单校验发现 1 个问题")
     assert all("no primary host" not in line and "fix" not in line for line in zh_only)
     both = render(result, ["zh", "en"]).splitlines()
-    assert both[0].startswith("清单校验") and both[1].startswith("Inventory validation")
+    assert both[0].startswith("节点清单校验") and both[1].startswith("Inventory validation")
     assert both[4].startswith(" 1. 全部/all") and "没有主节点" in both[4]
     assert languages("zh") == ["zh"]
     assert languages(["zh", "en", "zh"]) == ["zh", "en"]
@@ -87,7 +87,7 @@ def test_notices_alone_do_not_say_failed() -> None:
         "notices": [problem("upstream_names", "all", pairs="user → base_admin_user (3)").as_dict()],
     }
     text = render(result, ["en", "zh"])
-    assert text.splitlines()[0] == "Inventory notices: 清单提示："
+    assert text.splitlines()[0] == "Inventory notices: 节点清单提示："
     assert "found" not in text
     assert render({"problems": [], "notices": []}, ["en"]) == ""
 

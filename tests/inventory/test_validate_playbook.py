@@ -148,7 +148,7 @@ def test_upstream_inventory_passes_validate(tmp_path: Path, listeners: list[sock
     proc = _playbook("validate.yml", path, REPO, repo_config=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     out = proc.stdout
-    assert out.count("Inventory notices: 清单提示：") == 1
+    assert out.count("Inventory notices: 节点清单提示：") == 1
     assert "external_ip → chutes_external_ip (4)" in out
     assert "3 upstream GPU host(s) declare no chutes_gpu_model: set to auto" in out
     assert "[WARNING]" not in proc.stderr, proc.stderr
@@ -221,7 +221,7 @@ all:
     assert outputs[0] == outputs[1], "the report differs without the repository's ansible.cfg"
     lines = outputs[0].splitlines()
     assert lines[0] == "Inventory validation found 4 problem(s); no host was contacted or changed."
-    assert lines[1] == "清单校验发现 4 个问题；未连接也未修改任何主机。"
+    assert lines[1] == "节点清单校验发现 4 个问题；未连接也未修改任何主机。"
     for fragment in (
         "key 'gpu-1' appears twice in one mapping",
         "wireguard_port is a list [51820], but it must be a whole number from 1 to 65535.",

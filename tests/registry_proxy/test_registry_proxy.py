@@ -129,7 +129,7 @@ def test_unknown_hotkey_is_refused_with_a_clear_answer(world: World, proxy: Prox
             assert got.status_code == 421
             message = error_message(got)
             assert f"unknown validator hotkey {hotkey}:" in message
-            assert "chutes_validators" in message and "未知的验证者热键" in message
+            assert "chutes_validators" in message and "未知的验证者 hotkey" in message
         for name in ("registry.chutes.ai", f"127.0.0.1:{proxy.port}"):
             got = http.get("/v2/chutes/demo/manifests/1.0", headers={"Host": name})
             assert got.status_code == 421

@@ -22,9 +22,9 @@ HOSTS_SHOWN = 8
 _TEXT = {
     "title_fail": {
         "en": "Inventory validation found {count} problem(s); no host was contacted or changed.",
-        "zh": "清单校验发现 {count} 个问题；未连接也未修改任何主机。",
+        "zh": "节点清单校验发现 {count} 个问题；未连接也未修改任何主机。",
     },
-    "title_notice": {"en": "Inventory notices:", "zh": "清单提示："},
+    "title_notice": {"en": "Inventory notices:", "zh": "节点清单提示："},
     "host": {"en": "HOST", "zh": "主机"},
     "var": {"en": "VARIABLE", "zh": "变量"},
     "text": {"en": "PROBLEM → FIX", "zh": "问题 → 修复"},
@@ -32,11 +32,11 @@ _TEXT = {
     "more": {"en": "+{count} more", "zh": "另 {count} 台"},
     "failed": {
         "en": "inventory validation failed: {count} problem(s), listed above",
-        "zh": "清单校验失败：{count} 个问题，见上表",
+        "zh": "节点清单校验失败：{count} 个问题，见上表",
     },
     "passed": {
         "en": "inventory valid: {hosts} host(s) checked",
-        "zh": "清单校验通过：已检查 {hosts} 台主机",
+        "zh": "节点清单校验通过：已检查 {hosts} 台主机",
     },
 }
 
