@@ -1,11 +1,10 @@
-"""The operator guide holds together: every relative link and anchor resolves, every `make`
-target it names exists, and the Chinese pages, messages and example inventory keep the
-glossary's terms (docs/glossary.md)."""
+"""The operator guide's commands and words: every `make` target it names exists and `make help`
+lists every target; the Chinese pages, messages and example inventory keep the glossary's terms
+(docs/glossary.md); the operator guide never names the network. Links: test_links.py."""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ DOCS = REPO / "docs"
 PAGES = sorted(DOCS.glob("*.md")) + sorted(DOCS.glob("zh/*.md")) + sorted(DOCS.glob("en/*.md"))
 ROOT_PAGES = [REPO / "README.md", REPO / "README_CN.md"]
 COLLECTION = REPO / "collections/ansible_collections/chutes/miner"
-LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # Chinese text anywhere an operator reads it: docs, READMEs, role READMEs, the example inventory,
 # and the messages of tasks, templates and plugins.
 CHINESE_SURFACES = [
@@ -38,60 +36,6 @@ BANNED = {
 BARE_VALIDATION = re.compile(r"(?<!节点)清单校验")
 # The operator guide never names the network or its subnet.
 UNNAMED = re.compile(r"bittensor|btcli|subnet|子网|netuid", re.IGNORECASE)
-
-
-def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to '-'."""
-    text = re.sub(r"`", "", heading.strip().lower())
-    kept = "".join(
-        ch
-        for ch in text
-        if ch in " -_" or unicodedata.category(ch)[0] in ("L", "N") or ch in "\u200d"
-    )
-    return kept.replace(" ", "-")
-
-
-def anchors(page: Path) -> set[str]:
-    found: set[str] = set()
-    seen: dict[str, int] = {}
-    fenced = False
-    for line in page.read_text().splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-        if fenced or not line.startswith("#"):
-            continue
-        base = slug(line.lstrip("#"))
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        found.add(base if count == 0 else f"{base}-{count}")
-    return found
-
-
-def _links(page: Path) -> list[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
-    return [t for t in LINK.findall(text) if not re.match(r"[a-z]+:", t)]
-
-
-@pytest.mark.parametrize("page", PAGES + ROOT_PAGES, ids=lambda p: str(p.relative_to(REPO)))
-def test_relative_links_and_anchors_resolve(page: Path) -> None:
-    broken = []
-    for target in _links(page):
-        path, _, anchor = target.partition("#")
-        dest = (page.parent / path).resolve() if path else page
-        if not dest.exists():
-            broken.append(f"{target}: no such file")
-        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
-            broken.append(f"{target}: no heading with that anchor")
-    assert not broken, "\n".join(broken)
-
-
-def test_slug_follows_github() -> None:
-    assert (
-        slug(" 7.11 把 GPU 节点登记到验证者（add-node）") == "711-把-gpu-节点登记到验证者add-node"
-    )
-    assert slug(" 5.3 `chutes_external_ip` is the EIP, not the VPC address") == (
-        "53-chutes_external_ip-is-the-eip-not-the-vpc-address"
-    )
 
 
 def test_make_targets_named_in_the_guide_exist() -> None:
