@@ -155,3 +155,57 @@ def test_huge_and_recursive_values_are_shown_short() -> None:
         ("gpu-1", "wireguard_mtu"),
     }
     assert all(len(p.en) < 400 for p in result.problems)
+
+
+RESOURCES = st.sampled_from(
+    ["apt", "cuda_apt", "nct_apt", "pypi", "registries", "files", "k8s_binaries", "huggingface",
+     "ntp", "dns", "snap", "bogus"]
+)  # fmt: skip
+CANDIDATES = st.one_of(
+    VALUES,
+    st.lists(st.one_of(TEXTS, st.fixed_dictionaries({}, optional={"url": VALUES, "id": VALUES}))),
+)
+
+
+@FUZZ
+@given(
+    profile=st.sampled_from(["custom", "airgap", "tuna", "auto", "none"]),
+    custom=st.dictionaries(RESOURCES, CANDIDATES, max_size=3),
+    overrides=st.dictionaries(
+        RESOURCES, st.one_of(VALUES, st.fixed_dictionaries({"candidates": CANDIDATES})), max_size=3
+    ),
+)
+def test_any_mirror_inputs(profile: str, custom: Any, overrides: Any) -> None:
+    """The mirrors role's own plan builder runs on these: whatever shape, a problem per host."""
+    inv = valid()
+    inv.cluster.update(
+        mirrors_profile=profile, mirrors_custom_profile=custom, mirrors_overrides=overrides
+    )
+    result = check(inv)
+    assert_reported_well(result)
+    assert all(p.var.startswith("mirrors_") for p in result.problems), result.problems
+
+
+def _undefined() -> list[Any]:
+    """What a failed template is inside ansible-core 2.19's lazy templating: a marker object
+    derived from Jinja's Undefined, not an exception (Ansible's own markers need a live
+    template context; test_validate_templates runs them through ansible-playbook)."""
+    from jinja2 import ChainableUndefined, StrictUndefined, Undefined
+
+    return [Undefined(name="foo"), StrictUndefined(name="bar"), ChainableUndefined(name="baz")]
+
+
+def test_failed_templates_are_unresolvable_wherever_they_sit() -> None:
+    for marker in _undefined():
+        inv = valid()
+        inv.host("gpu-0")["wireguard_port"] = marker
+        inv.host("gpu-1")["base_admin_ssh_keys"] = ["ssh-ed25519 AAAA", marker]
+        inv.cluster["chutes_validators"] = [{"hotkey": {"x": [marker]}}]
+        result = check(inv)
+        assert_reported_well(result)
+        assert {(p.code, p.host, p.var) for p in result.problems} == {
+            ("unresolvable", "gpu-0", "wireguard_port"),
+            ("unresolvable", "gpu-1", "base_admin_ssh_keys"),
+            *(("unresolvable", h, "chutes_validators") for h in ("cpu-0", "gpu-0", "gpu-1")),
+        }, [p.en for p in result.problems]
+        assert not any("Marker" in p.en or "Undefined" in p.en for p in result.problems)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_sources import (
     load_strict,
     source_problems,
@@ -92,3 +93,54 @@ def test_scripts_host_lists_and_missing_sources(tmp_path: Path) -> None:
     os.chmod(script, 0o755)
     problems = source_problems([str(script), "cpu-0,gpu-0,", str(tmp_path / "nope.yml")], [])
     assert [p.code for p in problems] == ["missing_source"]
+
+
+# Shapes Ansible's YAML inventory plugin skips with a warning or refuses (dropping the file);
+# each text holds a host "lost-0" or a variable "lost_var" that Ansible does not load.
+SHAPES = {
+    "group-is-a-list": ("all:\n  children:\n    g: [lost-0]\n", "group g is a list"),
+    "unknown-group-key": ("all:\n  host:\n    lost-0: {}\n", "group all has the key 'host'"),
+    "vars-typo": ("all:\n  var:\n    lost_var: 1\n  hosts:\n    h: {}\n", "has the key 'var'"),
+    "hosts-is-a-list": ("all:\n  hosts:\n  - lost-0\n", "hosts of group all is a list"),
+    "host-vars-a-string": (
+        "all:\n  hosts:\n    lost-0: 10.0.0.1\n",
+        "the variables of host lost-0 in group all are a string",
+    ),
+    "host-name-a-number": ("all:\n  hosts:\n    12345: {}\n    lost-0: {}\n", "host name 12345"),
+    "file-is-a-list": ("- all:\n    hosts: {lost-0: {}}\n", "the file is a list"),
+}
+
+
+def _ansible_loads(path: Path) -> tuple[set[str], set[str]]:
+    """Host names and the variable names of host h as Ansible's own loader sees them."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    inventory = InventoryManager(loader=DataLoader(), sources=[str(path)])
+    hosts = {h.name for h in inventory.get_hosts()}
+    h = inventory.get_host("h")
+    return hosts, set(h.get_vars()) | set(inventory.groups["all"].get_vars()) if h else set()
+
+
+@pytest.mark.parametrize("case", sorted(SHAPES))
+def test_inventory_shapes_ansible_skips_are_problems(tmp_path: Path, case: str) -> None:
+    text, fragment = SHAPES[case]
+    path = tmp_path / "inventory.yml"
+    path.write_text(text)
+    hosts, host_vars = _ansible_loads(path)
+    assert "lost-0" not in hosts and "lost_var" not in host_vars  # Ansible really loses it
+    problems = [
+        p for p in source_problems([str(path)], sorted(hosts)) if p.code == "inventory_shape"
+    ]
+    assert len(problems) == 1 and fragment in problems[0].en, [p.en for p in problems]
+    assert str(path) in problems[0].zh and "丢失" in problems[0].zh
+
+
+def test_inventory_shapes_accepted_as_ansible_accepts_them(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yml"
+    path.write_text(
+        "all:\n  vars:\n  hosts: h\n  children:\n    g:\n    k:\n      hosts: {h: }\n"
+        "      children: {g: {vars: {a: 1}}}\n"
+    )
+    assert _ansible_loads(path)[0] == {"h"}
+    assert source_problems([str(path)], ["h"]) == []

@@ -167,6 +167,16 @@ MESSAGES: dict[str, Message] = {
         "Set ansible_host to the address Ansible connects to.",
         "请把 ansible_host 设置为 Ansible 实际连接的地址。",
     ),
+    "loopback_ansible_host": Message(
+        "ansible_host={shown} is the controller itself (loopback) and no forwarded ansible_port is "
+        "set; Ansible would configure the controller instead of the node.",
+        "ansible_host={shown} 指向控制机本身（回环地址），且未设置转发端口 ansible_port；Ansible "
+        "会配置控制机而不是该节点。",
+        "Set ansible_host to the node's address (through an SSH tunnel or port forward: set "
+        "ansible_port to the forwarded port).",
+        "请把 ansible_host 设置为该节点的地址（经 SSH 隧道或端口转发时，"
+        "请把 ansible_port 设置为转发端口）。",
+    ),
     "duplicate_ansible_host": Message(
         "hosts {hosts} all connect to {shown}; Ansible would configure one machine several times.",
         "主机 {hosts} 都连接到 {shown}；Ansible 会把同一台机器配置多次。",
@@ -301,6 +311,14 @@ MESSAGES: dict[str, Message] = {
         "Correct mirrors_profile, mirrors_overrides or mirrors_custom_profile; see {where}.",
         "请修正 mirrors_profile、mirrors_overrides 或 mirrors_custom_profile，说明见 {where}。",
     ),
+    "mirrors_unreadable": Message(
+        "{var} has a value the mirrors role cannot read: {shown} ({error}).",
+        "{var} 的取值无法被 mirrors 角色读取：{shown}（{error}）。",
+        "Give each resource a list of catalog ids or http(s) URLs (mirrors_custom_profile), or a "
+        "mapping of settings (mirrors_overrides); see {where}.",
+        "请为每个资源提供目录 id 或 http(s) URL 的列表（mirrors_custom_profile），或设置项字典"
+        "（mirrors_overrides），说明见 {where}。",
+    ),
     # Inventory sources (files).
     "duplicate_key": Message(
         "{file}:{line}: key {shown} appears twice in one mapping; YAML keeps only the last one.",
@@ -313,6 +331,15 @@ MESSAGES: dict[str, Message] = {
         "{file} 无法解析（{error}）；Ansible 会跳过它并在缺少它的情况下继续运行。",
         "Fix the file (yamllint shows where), then run the playbook again.",
         "请修正该文件（可用 yamllint 定位），然后重新运行。",
+    ),
+    "inventory_shape": Message(
+        "{file}: {part_en}; Ansible skips it with only a warning (or drops the whole file), so "
+        "what it holds is lost.",
+        "{file}：{part_zh}；Ansible 只给出警告就跳过它（或丢弃整个文件），其中的内容会丢失。",
+        "Write every group as a mapping with only vars, hosts and children, each a mapping (host "
+        "names as strings); see inventories/example/inventory.yml.",
+        "请把每个组写成只含 vars、hosts、children 的字典，它们也都是字典（主机名为字符串），"
+        "参见 inventories/example/inventory.yml。",
     ),
     "ignored_source": Message(
         "{file} declares hosts that are not in the loaded inventory ({hosts}); Ansible could not "

@@ -250,9 +250,14 @@ def _load(
         ctx.raw[host] = raw
         ctx.labels[host] = labels
         ctx.mapped[host] = mapped
+    # Upstream names of node variables (external_ip, wireguard_ip) mark a stray host as well.
+    node_vars = [
+        *NODE_VARS,
+        *(old for old, new in upstream_names.items() if compat and new in NODE_VARS),
+    ]
     for host in sorted(ctx.groups[ALL] - set(ctx.hosts)):
         present = views[host][1] if host in views else set()
-        found = [name for name in NODE_VARS if name in present]
+        found = [name for name in node_vars if name in present]
         if found:
             ctx.strays[host] = found
 
@@ -414,6 +419,14 @@ def _literal_ipv4(text: Any) -> ipaddress.IPv4Address | None:
         return None
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "::1"})
+
+
+def _is_loopback(address: str) -> bool:
+    literal = _literal_ipv4(address)
+    return literal.is_loopback if literal else address.lower().rstrip(".") in _LOOPBACK_NAMES
+
+
 def rule_ansible_host(ctx: Context) -> None:
     targets: dict[tuple[str, int], list[str]] = {}
     for host in ctx.hosts:
@@ -429,6 +442,10 @@ def rule_ansible_host(ctx: Context) -> None:
         targets.setdefault((address.lower(), port if isinstance(port, int) else 22), []).append(
             host
         )
+        if connection != "local" and _is_loopback(address) and port in (UNSET, 22):
+            # 127.0.0.1 with a forwarded port is an SSH tunnel; without one it is the controller.
+            ctx.add("loopback_ansible_host", host, "ansible_host", shown=show(address))
+            continue
         literal = _literal_ipv4(address)
         if literal is None:
             continue
@@ -704,15 +721,104 @@ def rule_gpus(ctx: Context) -> None:
         )
 
 
+_MIRROR_VARS = (
+    "mirrors_profile",
+    "mirrors_overrides",
+    "mirrors_custom_profile",
+    "mirrors_on_failure",
+)
+
+
+def _mirror_errors(
+    mirrors: Mapping[str, Any], profile: str, overrides: Any, custom: Any, on_failure: str
+) -> Any:
+    """The errors of the mirrors role's plan builder for these inputs (it may raise)."""
+    from ansible_collections.chutes.miner.plugins.module_utils.mirrors import build_plan
+
+    plan = build_plan(
+        mirrors["catalog"],
+        mirrors["profiles"],
+        mirrors["upstream"],
+        mirrors["defaults"],
+        profile=profile,
+        overrides=overrides,
+        custom=custom,
+        on_failure=on_failure,
+    )
+    return [(str(e.get("en", "")), str(e.get("zh", ""))) for e in plan.get("errors", [])]
+
+
+def _mirror_var(text: str, profile: str, overrides: Mapping[str, Any], custom: Any) -> str:
+    """The variable an error of the plan builder is about."""
+    head = text.split(":", 1)[0].split(" ", 1)[0].split(".", 1)[0]
+    if head in _MIRROR_VARS:
+        return head
+    if profile in ("custom", "airgap") and head in custom:
+        return "mirrors_custom_profile"
+    return "mirrors_overrides" if head in overrides else "mirrors_profile"
+
+
+def _mirror_findings(
+    mirrors: Mapping[str, Any],
+    profile: str,
+    overrides: dict[str, Any],
+    custom: dict[str, Any],
+    on_failure: str,
+) -> list[tuple[str, str, dict[str, str]]]:
+    """(code, variable, fields) of every problem of one set of mirror inputs.
+
+    One call of the plan builder sees everything, but it stops early on an unknown resource
+    and can raise on shapes it does not expect; then each resource entry is checked on its
+    own, so one broken entry neither hides nor stops the others."""
+    out: list[tuple[str, str, dict[str, str]]] = []
+    try:
+        errors = _mirror_errors(mirrors, profile, overrides, custom, on_failure)
+        complete = not any(en.startswith(_MIRROR_VARS) for en, _zh in errors)
+    except Exception:  # noqa: BLE001 - narrowed down entry by entry below
+        errors, complete = [], False
+    seen = {en for en, _zh in errors}
+    for en, zh in errors:
+        out.append(
+            (
+                "mirrors_input",
+                _mirror_var(en, profile, overrides, custom),
+                {"text_en": en, "text_zh": zh},
+            )
+        )
+    if complete:
+        return out
+    from ansible_collections.chutes.miner.plugins.module_utils.mirrors import RESOURCES
+
+    on_failure = on_failure if on_failure in ("fail", "warn", "upstream") else "fail"
+    for var, data in (("mirrors_custom_profile", custom), ("mirrors_overrides", overrides)):
+        for res, value in data.items():
+            if res not in RESOURCES:
+                continue  # reported as an unknown resource above
+            one = {res: value}
+            try:
+                if var == "mirrors_custom_profile":
+                    found = _mirror_errors(mirrors, "custom", {}, one, on_failure)
+                else:
+                    found = _mirror_errors(mirrors, "none", one, {}, on_failure)
+            except Exception as exc:  # noqa: BLE001 - a shape the role cannot read
+                error = f"{type(exc).__name__}: {exc}"[:120]
+                out.append(
+                    ("mirrors_unreadable", f"{var}.{res}", {"shown": show(value), "error": error})
+                )
+                continue
+            for en, zh in found:
+                if en not in seen:
+                    seen.add(en)
+                    out.append(("mirrors_input", var, {"text_en": en, "text_zh": zh}))
+    return out
+
+
 def rule_mirrors(ctx: Context) -> None:
     if not ctx.mirrors:
         return
-    from ansible_collections.chutes.miner.plugins.module_utils.mirrors import build_plan
-
-    names = ("mirrors_profile", "mirrors_overrides", "mirrors_custom_profile", "mirrors_on_failure")
-    checked: dict[str, list[str]] = {}
+    inputs: dict[str, tuple[list[str], tuple[Any, ...]]] = {}
     for host in ctx.hosts:
-        values = [ctx.get(host, name) for name in names]
+        values = [ctx.get(host, name) for name in _MIRROR_VARS]
         if any(v is INVALID for v in values):
             continue
         profile = "none" if values[0] is UNSET else str(values[0])
@@ -720,29 +826,12 @@ def rule_mirrors(ctx: Context) -> None:
         custom = {} if values[2] is UNSET else dict(values[2])
         on_failure = "fail" if values[3] is UNSET else str(values[3])
         key = _key((profile, overrides, custom, on_failure))
-        if key in checked:
-            checked[key].append(host)
-            continue
-        checked[key] = [host]
-        plan = build_plan(
-            ctx.mirrors["catalog"],
-            ctx.mirrors["profiles"],
-            ctx.mirrors["upstream"],
-            ctx.mirrors["defaults"],
-            profile=profile,
-            overrides=overrides,
-            custom=custom,
-            on_failure=on_failure,
-        )
-        for error in plan.get("errors", []):
-            ctx.add(
-                "mirrors_input",
-                host,
-                "mirrors_profile",
-                text_en=error.get("en", ""),
-                text_zh=error.get("zh", ""),
-                where=ctx.table["mirrors_profile"].where,
-            )
+        inputs.setdefault(key, ([], (profile, overrides, custom, on_failure)))[0].append(host)
+    where = ctx.table["mirrors_profile"].where
+    for hosts, args in inputs.values():
+        for code, var, fields in _mirror_findings(ctx.mirrors, *args):
+            for host in hosts:
+                ctx.add(code, host, var, where=where, **fields)
 
 
 def _key(value: Any) -> str:

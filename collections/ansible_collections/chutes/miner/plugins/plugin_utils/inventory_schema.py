@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+try:
+    from jinja2 import Undefined
+except ImportError:  # pragma: no cover - Ansible always brings Jinja
+    Undefined = ()  # type: ignore[assignment,misc]
+
 SHOW_MAX = 60
 _DEPTH_MAX = 40
 
@@ -70,9 +75,27 @@ def kind(value: Any) -> tuple[str, str]:
     return f"a {name}", name
 
 
+class Untemplatable(ValueError):
+    """A value (or a part of one) that Ansible could not template."""
+
+
+def _undefined_message(value: Any) -> str:
+    try:
+        return str(value._undefined_message)
+    except Exception:  # noqa: BLE001 - only the text is wanted
+        return type(value).__name__
+
+
 def plain(value: Any, depth: int = 0) -> Any:
     """Ansible's tagged str/int/dict/list subclasses as plain builtins (for comparing and
-    printing). Cycles and very deep nesting are cut off instead of recursing forever."""
+    printing). Cycles and very deep nesting are cut off instead of recursing forever.
+
+    ansible-core 2.19 hands a template that failed (an undefined name, an error in a filter
+    or lookup) over as a Jinja ``Undefined`` marker instead of raising; anywhere in the value
+    it raises ``Untemplatable`` with the marker's message, so the caller reports the variable
+    as unresolvable instead of as a value of an odd type."""
+    if isinstance(value, Undefined):
+        raise Untemplatable(_undefined_message(value))
     if depth > _DEPTH_MAX:
         return "…"
     if value is None or isinstance(value, bool):

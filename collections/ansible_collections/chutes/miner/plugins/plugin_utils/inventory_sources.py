@@ -23,7 +23,7 @@ from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules impor
     Problem,
     problem,
 )
-from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema import show
+from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema import kind, show
 
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 # Ansible's default inventory_ignore_extensions.
@@ -204,8 +204,85 @@ def _inventory_file(file: Path, loaded: set[str]) -> list[Problem]:
         for line, key in duplicates
     ]
     if isinstance(data, dict) and "plugin" not in data:
+        out.extend(_shape(file, data))
         out.extend(_missing(file, _declared_hosts_yaml(data), loaded))
+    elif data is not None and not isinstance(data, dict):
+        en, zh = kind(data)
+        out.append(
+            problem(
+                "inventory_shape",
+                ALL,
+                "",
+                file=file,
+                part_en=f"the file is {en}, not a mapping of groups",
+                part_zh=f"文件内容是{zh}，不是以组为键的字典",
+            )
+        )
     return out
+
+
+_SECTIONS = ("vars", "hosts", "children")
+
+
+def _shape(file: Path, data: dict[Any, Any]) -> list[Problem]:
+    """What Ansible's YAML inventory plugin skips or refuses: every group must be a mapping
+    (or empty) with only vars, hosts and children, each a mapping, and string host names."""
+    parts: list[tuple[str, str]] = []
+    stack = [(str(name), value) for name, value in data.items()]
+    while stack:
+        group, body = stack.pop(0)
+        if body is None:
+            continue
+        if not isinstance(body, dict):
+            en, zh = kind(body)
+            parts.append((f"group {group} is {en}, not a mapping", f"组 {group} 是{zh}，不是字典"))
+            continue
+        for key, value in body.items():
+            name = show(key)
+            if key not in _SECTIONS:
+                parts.append(
+                    (
+                        f"group {group} has the key {name}, which is none of vars, hosts, children",
+                        f"组 {group} 含有键 {name}，它不是 vars、hosts、children 之一",
+                    )
+                )
+            elif value is not None and not isinstance(value, dict | str):
+                en, zh = kind(value)
+                parts.append(
+                    (
+                        f"{key} of group {group} is {en}, not a mapping",
+                        f"组 {group} 的 {key} 是{zh}，不是字典",
+                    )
+                )
+            elif key == "children" and isinstance(value, dict):
+                stack.extend((str(child), sub) for child, sub in value.items())
+            elif key == "hosts" and isinstance(value, dict):
+                parts.extend(_host_shape(group, value))
+    return [
+        problem("inventory_shape", ALL, "", file=file, part_en=en, part_zh=zh) for en, zh in parts
+    ]
+
+
+def _host_shape(group: str, hosts: dict[Any, Any]) -> list[tuple[str, str]]:
+    parts = []
+    for host, host_vars in hosts.items():
+        if not isinstance(host, str):
+            en, zh = kind(host)
+            parts.append(
+                (
+                    f"host name {show(host)} in group {group} is {en}, not a string",
+                    f"组 {group} 中的主机名 {show(host)} 是{zh}，不是字符串（请加引号）",
+                )
+            )
+        elif host_vars is not None and not isinstance(host_vars, dict):
+            en, zh = kind(host_vars)
+            parts.append(
+                (
+                    f"the variables of host {host} in group {group} are {en}, not a mapping",
+                    f"组 {group} 中主机 {host} 的变量是{zh}，不是字典",
+                )
+            )
+    return parts
 
 
 def _missing(file: Path, declared: set[str], loaded: set[str]) -> list[Problem]:
