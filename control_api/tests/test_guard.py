@@ -5,6 +5,7 @@ schema pages. Served exactly as `python -m control_api api` serves (guard.uvicor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -25,6 +26,7 @@ LIMITS = {
     "header_timeout_s": 0.6,
     "body_timeout_s": 0.6,
     "api_idle_timeout_s": 1.0,
+    "send_timeout_s": 1.0,
 }
 # Hostile path segments, percent-encoded as a client sends them: NUL, other C0 controls, DEL,
 # a C1 control (NEL), invalid UTF-8, an encoded surrogate, an overlong NUL.
@@ -161,6 +163,89 @@ def test_pipelined_requests_each_get_the_head_budget(guarded: Api) -> None:
     assert got.count(b"HTTP/1.1 200") == 4
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:  # the API serves from a thread of this process
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_pipelined_flood_is_parsed_one_request_at_a_time(guarded: Api) -> None:
+    """Connections that pipeline 256 KiB of `GET /ping` each and read nothing: the requests
+    behind the one being answered stay unparsed bytes (before: uvicorn queued every request of
+    a segment, 16 such connections took ~+200 MB and /ping waited seconds)."""
+    port = _port(guarded)
+    one = b"GET /ping HTTP/1.1\r\n\r\n"
+    flood = one * (262_144 // len(one))
+    guarded.http.get("/ping")
+    before = _rss_mb()
+    socks = []
+    try:
+        for _ in range(16):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(2)
+            try:
+                s.sendall(flood)
+            except TimeoutError:
+                pass  # the server stopped reading: what this test wants
+            socks.append(s)
+        time.sleep(0.5)
+        start = time.monotonic()
+        assert guarded.http.get("/ping").status_code == 200
+        waited = time.monotonic() - start
+        grew = _rss_mb() - before
+    finally:
+        for s in socks:
+            s.close()
+    assert grew < 64, f"+{grew:.0f} MB"
+    assert waited < 1.5, waited
+
+
+def test_pipelined_requests_with_bodies_keep_their_order(guarded: Api) -> None:
+    """A request with a body pipelined behind another: its body is held with it and given to
+    it when it starts; the answers come in order."""
+    post = b"POST /servers/ HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    got, closed = _raw(_port(guarded), ping + post + ping * 50 + post + last)
+    statuses = re.findall(rb"HTTP/1.1 (\d+)", got)
+    assert statuses == [b"200", b"401"] + [b"200"] * 50 + [b"401", b"200"] and closed
+
+
+def test_client_that_reads_no_answers_is_cut_off(guarded: Api) -> None:
+    """A peer that pipelines requests and never reads their answers: once the server's buffer
+    for it stays full for SEND_TIMEOUT_S (1 s here) the connection is aborted, long before the
+    requests it sent would have been answered."""
+    one = b"GET /ping HTTP/1.1\r\n\r\n"  # 24 bytes; its answer is ~140
+    sent = 40_000  # 0.9 MiB (under the 1 MiB kept unparsed); answers ~5.6 MB, over what the
+    # kernel buffers for a peer that reads nothing (~3 MB on loopback)
+    with socket.create_connection(("127.0.0.1", _port(guarded))) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(one * sent)
+        start = time.monotonic()
+        while not s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):  # reset, nothing read
+            assert time.monotonic() - start < 30, "still open"
+            time.sleep(0.2)
+        answers = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := s.recv(1 << 20):
+                answers += chunk.count(b"HTTP/1.1 200")
+        assert answers < sent, (answers, sent)
+    assert guarded.http.get("/ping").status_code == 200
+
+
+def test_peer_that_sends_on_without_reading_is_cut_off(guarded: Api) -> None:
+    """More than 1 MiB sent behind a waiting request, answers unread: the connection closes
+    instead of buffering whatever comes."""
+    one = b"GET /ping HTTP/1.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", _port(guarded))) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5)
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            for _ in range(200):  # 24 MiB at most
+                s.sendall(one * 5000)
+
+
 def test_slow_head_times_out_however_it_trickles(guarded: Api) -> None:
     """HEADER_TIMEOUT_S counts from the connection (or the previous response), and bytes that
     keep arriving do not extend it."""
@@ -218,6 +303,16 @@ def test_streaming_response_outlives_the_body_timeout(guarded: Api) -> None:
         assert resp.status_code == 200
         text = "".join(resp.iter_text())
     assert "completed server bootstrapping" in text
+
+
+def test_websocket_upgrade_is_plain_http(guarded: Api) -> None:
+    """No WebSocket protocol is loaded (before: uvicorn's answered a malformed handshake with a
+    400 naming the library's error)."""
+    head = b"GET /ping HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    got, _ = _raw(
+        _port(guarded), head + b"Sec-WebSocket-Key: x\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b'{"message":"pong"}')
 
 
 def test_schema_pages_are_not_served(guarded: Api) -> None:

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     api_idle_timeout_s: float = Field(
         default=5.0, gt=0, le=3600, description="idle keep-alive connections of the API close"
     )
+    send_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="an answer the client stops reading is cut off"
+    )
     registry_auth_idle_timeout_s: float = Field(
         default=75.0, gt=0, le=3600, description="idle listener connections close (> nginx's 60)"
     )
