@@ -225,6 +225,14 @@ _AUTH = b"GET /registry/auth HTTP/1.1\r\nHost: r\r\n" + _TOK + b"\r\n"
 _PING = b"GET /ping HTTP/1.1\r\nHost: r\r\n\r\n"
 _NO_TOKEN = b"GET /registry/auth HTTP/1.1\r\nHost: r\r\n\r\n"
 _CLOSE = b"GET /registry/auth HTTP/1.1\r\nConnection: close\r\n" + _TOK + b"\r\n"
+_BAD_Q = [b"%00", b"a%0ab", b"%1b", b"%7f", b"%c2%85", b"%ff", b"%c0%80", b"\x00", b"\x01", b"\xff"]
+_BAD_H = [
+    b"X-A: \x00\r\n",
+    b"X-A: a\x1bb\r\n",
+    b"X-A: \x7f\r\n",
+    b"X-A: \xc3\xa9\r\n",
+    b"X\x01A: b\r\n",
+]
 
 
 def test_split_requests_answered_once_complete(miner_key: Keypair) -> None:
@@ -287,6 +295,21 @@ def test_token_header_name_case_and_whitespace(miner_key: Keypair) -> None:
         (b"GET /registry/auth HTTP/1.1\r\nContent-Length: 5\r\n" + _TOK + b"\r\nhello", b"400"),
         (b"GET /registry/auth HTTP/1.1\r\nX-Pad: " + b"a" * 17000 + b"\r\n\r\n", b"431"),
         (b"GET /registry/auth HTTP/1.1\r\nX-Pad: " + b"a" * 17000, b"431"),  # never ends
+        # control characters and bytes that are not ASCII, raw or percent-encoded (issue #16)
+        *(
+            (b"GET /registry/auth?x=" + q + b" HTTP/1.1\r\n" + _TOK + b"\r\n", b"400")
+            for q in _BAD_Q
+        ),
+        *((b"GET /registry/auth HTTP/1.1\r\n" + _TOK + h + b"\r\n", b"400") for h in _BAD_H),
+        (b"GET /registry/auth HTTP/1.1\r\n" + _TOK[:-2] + b"\x0b\r\n\r\n", b"400"),
+        (b"GET /ping%00 HTTP/1.1\r\n\r\n", b"400"),
+        # two lengths: a parser that reads the second one sees a body
+        (
+            b"GET /registry/auth HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n"
+            + _TOK
+            + b"\r\nhello",
+            b"400",
+        ),
     ],
 )
 def test_malformed_closes_without_answering_later_bytes(

@@ -16,48 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import resource
 import socket
 import struct
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from control_api.core.config import Settings
+from control_api.core.text import clean_target
 
 log = logging.getLogger(__name__)
 
-# C0 controls, DEL and C1 controls: never part of a name, an id or a query value here.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CLOSE = {"Connection": "close"}
-
-
-def clean_text(value: str) -> bool:
-    """True when `value` holds no control character (NUL included)."""
-    return _CONTROL.search(value) is None
-
-
-def _clean_bytes(raw: bytes) -> bool:
-    """Percent-decoded bytes that are strict UTF-8 without control characters."""
-    try:
-        return clean_text(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return False
-
-
-def clean_target(raw_path: bytes, query: bytes) -> bool:
-    """The request target as the router and the handlers will see it, decoded."""
-    if not _clean_bytes(unquote_to_bytes(raw_path)):
-        return False
-    if not query:
-        return True
-    return all(
-        _clean_bytes(unquote_to_bytes(part.replace(b"+", b" ")))
-        for part in re.split(rb"[&=]", query)
-    )
 
 
 def _json_response(status: int, detail: str) -> tuple[Message, Message]:

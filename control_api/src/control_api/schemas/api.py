@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from control_api.guard import clean_text
+from control_api.core.text import clean_text
 
 
 class RequestBody(BaseModel):
