@@ -88,6 +88,11 @@ CASES = [
          [("many_primaries", ALL, ""), ("primary_is_gpu", "gpu-1", ""), ("primary_is_worker", "gpu-1", "")]),
     Case("no-gpu-worker", regroup(chutes_gpu=[]), [("no_gpu_worker", ALL, "")]),
     Case("stray-gpu-host", add_host("gpu-9", chutes_gpu_model="h200", chutes_gpu_count=8), [("stray_host", "gpu-9", "chutes_gpu_model")]),
+    # A near-typo of a collection variable is ignored by Ansible and the default applies.
+    Case("typo-of-a-cluster-variable", setting(ALL, wireguard_netwrok="10.9.0.0/24"), [("unknown_variable", h, "wireguard_netwrok") for h in NODES]),
+    Case("typo-of-a-host-variable", setting("gpu-0", chutes_gpu_cuont=8, base_admin_ssh_key="k"), [("unknown_variable", "gpu-0", "chutes_gpu_cuont"), ("unknown_variable", "gpu-0", "base_admin_ssh_key")]),
+    Case("own-prefix-far-from-any-name-ok", setting(ALL, wireguard_site_note="rack 4", chutes_lab="two edits from chutes_lang"), []),
+    Case("other-prefix-ok", setting(ALL, my_wireguard_netwrok="10.9.0.0/24"), []),
     Case("stray-host-upstream-names", add_host("gpu-9", external_ip="8.8.9.9", wireguard_ip="192.168.0.9"), [("stray_host", "gpu-9", "external_ip")]),
     Case("unrelated-host-is-fine", add_host("bastion", ansible_host="10.9.9.9"), []),
     Case("flag-false-in-group", setting("gpu-0", gpu_enabled=False), [("flag_conflict", "gpu-0", "gpu_enabled")]),

@@ -113,6 +113,13 @@ MESSAGES: dict[str, Message] = {
         "Remove the upstream flag or make it match the group.",
         "请删除该上游标志，或使其与分组一致。",
     ),
+    "unknown_variable": Message(
+        "{var} is not a variable of this collection, so it is ignored and the default applies; "
+        "did you mean {suggestion}?",
+        "{var} 不是本 collection 的变量，会被忽略并使用默认值；是否想写 {suggestion}？",
+        "Rename it to {suggestion} (or remove it).",
+        "请改名为 {suggestion}（或删除它）。",
+    ),
     "stray_host": Message(
         "the host sets {vars} but belongs to none of chutes_primary, chutes_gpu, chutes_workers, "
         "so every play would skip it.",

@@ -36,6 +36,7 @@ from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_vars import
     SERVICE_CIDR,
     WIREGUARD_NETWORK,
     Var,
+    role_names,
     variables,
 )
 
@@ -169,6 +170,8 @@ class Context:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     mapped: dict[str, dict[str, Any]] = field(default_factory=dict)
     strays: dict[str, list[str]] = field(default_factory=dict)
+    present: dict[str, set[str]] = field(default_factory=dict)
+    known: frozenset[str] = frozenset()
     cluster_values: dict[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     notices: list[Problem] = field(default_factory=list)
@@ -248,6 +251,7 @@ def _load(
                     new_value=show(raw[new]),
                 )
         ctx.raw[host] = raw
+        ctx.present[host] = present
         ctx.labels[host] = labels
         ctx.mapped[host] = mapped
     # Upstream names of node variables (external_ip, wireguard_ip) mark a stray host as well.
@@ -787,12 +791,10 @@ def _mirror_findings(
         )
     if complete:
         return out
-    from ansible_collections.chutes.miner.plugins.module_utils.mirrors import RESOURCES
-
     on_failure = on_failure if on_failure in ("fail", "warn", "upstream") else "fail"
     for var, data in (("mirrors_custom_profile", custom), ("mirrors_overrides", overrides)):
         for res, value in data.items():
-            if res not in RESOURCES:
+            if res not in mirrors["defaults"]:  # every resource has its defaults
                 continue  # reported as an unknown resource above
             one = {res: value}
             try:
@@ -841,6 +843,55 @@ def _key(value: Any) -> str:
         return f"id:{id(value)}"
 
 
+# Prefixes of the collection's own variables: an unknown name with one of them is a typo.
+PREFIXES = (
+    "chutes_", "base_", "gpu_resources_", "k8s_binaries_", "microk8s_", "miner_", "mirrors_",
+    "nvidia_", "preflight_", "wireguard_",
+)  # fmt: skip
+
+
+def _near(name: str, known: Iterable[str]) -> str:
+    """The known name one edit (insert, delete, replace, swap of neighbours) away, or ''.
+    Two edits would already turn helper names such as chutes_lab into chutes_lang."""
+    best, best_distance = "", 2
+    for other in sorted(known):
+        if abs(len(other) - len(name)) < best_distance:
+            distance = _distance(name, other, best_distance)
+            if distance < best_distance:
+                best, best_distance = other, distance
+    return best
+
+
+def _distance(a: str, b: str, limit: int) -> int:
+    """Edit distance with adjacent swaps (optimal string alignment), cut off at ``limit``."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) >= limit:
+            return limit
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def rule_unknown_variables(ctx: Context) -> None:
+    """A name with the collection's prefix that no role reads, a small typo away from one that
+    some role does read: as written it is silently ignored and the default applies."""
+    suggestions: dict[str, str] = {}
+    for host in ctx.hosts:
+        for name in sorted(ctx.present.get(host, ())):
+            if not name.startswith(PREFIXES) or name in ctx.known:
+                continue
+            if name not in suggestions:
+                suggestions[name] = _near(name, ctx.known)
+            if suggestions[name]:
+                ctx.add("unknown_variable", host, name, suggestion=suggestions[name])
+
+
 def rule_upstream_notice(ctx: Context) -> None:
     pairs: dict[tuple[str, str], int] = {}
     for host in ctx.hosts:
@@ -866,6 +917,7 @@ RULES: list[Rule] = [
     rule_nofile,
     rule_gpus,
     rule_mirrors,
+    rule_unknown_variables,
     rule_upstream_notice,
 ]
 
@@ -930,6 +982,15 @@ def validate(
         nodeport_range=nodeport_range,
         mirrors=mirrors,
         problems=early,
+        known=frozenset(
+            {
+                *table,
+                *role_names(),
+                *FLAGS,
+                *(upstream_names or {}),
+                *(upstream_names or {}).values(),
+            }
+        ),
     )
     _load(ctx, views, upstream_names or {}, compat)
     _flags(ctx)

@@ -365,6 +365,27 @@ def role_options(roles: Path = ROLES) -> dict[str, tuple[str, dict[str, Any]]]:
     return out
 
 
+@lru_cache(maxsize=1)
+def role_names(roles: Path = ROLES) -> frozenset[str]:
+    """Every variable a role defines or takes: defaults and the options of every entry point."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    names: set[str] = set()
+    for path in sorted(roles.glob("*/defaults/main.yml")) + sorted(
+        roles.glob("*/meta/argument_specs.yml")
+    ):
+        try:
+            data = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
+        except (OSError, yaml.YAMLError):
+            continue
+        if path.name == "main.yml" and isinstance(data, dict):
+            names.update(str(k) for k in data)
+        elif isinstance(data, dict) and isinstance(data.get("argument_specs"), dict):
+            for entry in data["argument_specs"].values():
+                if isinstance(entry, dict) and isinstance(entry.get("options"), dict):
+                    names.update(str(k) for k in entry["options"])
+    return frozenset(names)
+
+
 @lru_cache(maxsize=8)
 def _cached(gpus: tuple[str, ...]) -> dict[str, Var]:
     table = _table(gpus)
