@@ -144,3 +144,24 @@ def test_inventory_shapes_accepted_as_ansible_accepts_them(tmp_path: Path) -> No
     )
     assert _ansible_loads(path)[0] == {"h"}
     assert source_problems([str(path)], ["h"]) == []
+
+
+def test_ini_entries_given_twice_are_problems(tmp_path: Path) -> None:
+    """INI keeps the last of two lines for one host in one group, or of one variable in one
+    [group:vars] section, without a warning; a host in two groups is fine."""
+    path = tmp_path / "hosts"
+    path.write_text(
+        "[g]\nh1 a=1\nh2\n# h1 again, commented\n[k]\nh1\n[g:vars]\nb=1\n[g]\nh1 a=2\n"
+        "[g:vars]\nb = 2\n[k:children]\ng\ng\n"
+    )
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    assert InventoryManager(loader=DataLoader(), sources=[str(path)]).get_host("h1").vars["a"] == 2
+    problems = source_problems([str(path)], ["h1", "h2"])
+    assert [(p.code, p.en.split(": ", 1)[0]) for p in problems] == [
+        ("duplicate_ini_entry", f"{path}:10"),
+        ("duplicate_ini_entry", f"{path}:12"),
+    ], [p.en for p in problems]
+    assert "'h1' appears twice in one group" in problems[0].en
+    assert "'b'" in problems[1].en and "只保留最后一个" in problems[1].zh

@@ -333,6 +333,13 @@ MESSAGES: dict[str, Message] = {
         "Remove or rename one of them (a repeated host name silently merges two hosts).",
         "请删除或重命名其中一个（重复的主机名会把两台主机悄悄合并为一台）。",
     ),
+    "duplicate_ini_entry": Message(
+        "{file}:{line}: {shown} appears twice in one group (or [group:vars] section); Ansible "
+        "keeps only the last one.",
+        "{file}:{line}：{shown} 在同一组（或 [组:vars] 段）中出现了两次；Ansible 只保留最后一个。",
+        "Remove or rename one of them (a repeated host name silently merges two hosts).",
+        "请删除或重命名其中一个（重复的主机名会把两台主机悄悄合并为一台）。",
+    ),
     "unparsed_source": Message(
         "{file} could not be parsed ({error}); Ansible would skip it and carry on without it.",
         "{file} 无法解析（{error}）；Ansible 会跳过它并在缺少它的情况下继续运行。",

@@ -110,6 +110,30 @@ def _declared_hosts_ini(text: str) -> set[str]:
     return names
 
 
+def ini_duplicates(text: str) -> list[tuple[int, str]]:
+    """(line, name) of every host listed twice in one INI group and every variable set twice
+    in one [group:vars] section: Ansible keeps the last value without a warning."""
+    seen: dict[str, set[str]] = {}
+    section = "ungrouped"
+    out: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        match = _INI_SECTION.match(line)
+        if match:
+            section = match.group(1).strip()
+            continue
+        if section.endswith(":children"):
+            continue
+        name = line.split("=", 1)[0].strip() if section.endswith(":vars") else line.split()[0]
+        names = seen.setdefault(section, set())
+        if name in names:
+            out.append((number, name))
+        names.add(name)
+    return out
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -192,13 +216,13 @@ def _inventory_file(file: Path, loaded: set[str]) -> list[Problem]:
         data, duplicates = load_strict(text)
     except yaml.YAMLError as exc:
         if file.suffix not in YAML_SUFFIXES:  # an INI inventory is not YAML
-            return _missing(file, _declared_hosts_ini(text), loaded)
+            return _ini(file, text, loaded)
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         reason = getattr(exc, "problem", None) or type(exc).__name__
         return [problem("unparsed_source", ALL, "", file=file, error=f"{where}{reason}")]
     if not isinstance(data, dict) and file.suffix not in YAML_SUFFIXES:
-        return _missing(file, _declared_hosts_ini(text), loaded)
+        return _ini(file, text, loaded)
     out = [
         problem("duplicate_key", ALL, "", file=file, line=line, shown=show(key))
         for line, key in duplicates
@@ -283,6 +307,14 @@ def _host_shape(group: str, hosts: dict[Any, Any]) -> list[tuple[str, str]]:
                 )
             )
     return parts
+
+
+def _ini(file: Path, text: str, loaded: set[str]) -> list[Problem]:
+    out = [
+        problem("duplicate_ini_entry", ALL, "", file=file, line=line, shown=show(name))
+        for line, name in ini_duplicates(text)
+    ]
+    return out + _missing(file, _declared_hosts_ini(text), loaded)
 
 
 def _missing(file: Path, declared: set[str], loaded: set[str]) -> list[Problem]:
