@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -97,6 +100,43 @@ def test_python_m_control_api_api(
         assert secret not in text
 
 
+@contextmanager
+def _listener(
+    env: dict[str, str], log: Path, nofile: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m control_api registry-auth`, answering pulls (with `nofile`: started with that
+    descriptor limit, soft = hard, so it cannot raise it)."""
+
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "control_api", "registry-auth"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=limit,
+        )
+    url = f"http://127.0.0.1:{env['REGISTRY_AUTH_PORT']}/registry/auth"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                resp = httpx.get(url, headers={"X-Registry-Auth-Token": TOKEN})
+                if resp.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_python_m_control_api_registry_auth(service_env: ServiceEnv, tmp_path: Path) -> None:
     """The listener process: pulls on its port, Prometheus only on METRICS_PORT (served from a
     thread, bound to REGISTRY_AUTH_HOST), /metrics on the listener port is a 404."""
@@ -106,31 +146,43 @@ def test_python_m_control_api_registry_auth(service_env: ServiceEnv, tmp_path: P
         REGISTRY_AUTH_PORT=str(port),
         METRICS_PORT=str(metrics_port),
     )
-    log = tmp_path / "listener.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "control_api", "registry-auth"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                resp = httpx.get(url + "/registry/auth", headers={"X-Registry-Auth-Token": TOKEN})
-                if resp.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with _listener(env, tmp_path / "listener.log"):
+        url = f"http://127.0.0.1:{port}"
         assert httpx.get(url + "/metrics").status_code == 404
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert 'registry_auth_responses_total{status="200"}' in metrics
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.2:{metrics_port}/metrics")
-    finally:
-        proc.terminate()
-        proc.wait(10)
+
+
+def test_listener_answers_in_milliseconds_behind_2000_idle_connections(
+    service_env: ServiceEnv, tmp_path: Path
+) -> None:
+    """Issue #16 item 8 as a load test: 2,000 idle connections held open against a listener
+    started with 1,024 descriptors (containerd 2's soft limit, here also the hard one), then
+    200 pulls, a new connection each (nginx without upstream keepalive): every one is answered,
+    in milliseconds; the listener closed the idlest connections to admit them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:  # this process holds the 2,000 client ends
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, hard), hard))
+    port = free_port()
+    env = os.environ | service_env(REGISTRY_AUTH_HOST="127.0.0.1", REGISTRY_AUTH_PORT=str(port))
+    request = f"GET /registry/auth HTTP/1.1\r\nX-Registry-Auth-Token: {TOKEN}\r\n"
+    request += "Connection: close\r\n\r\n"
+    idle: list[socket.socket] = []
+    with _listener(env, tmp_path / "listener.log", nofile=1024):
+        try:
+            for _ in range(2000):
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            times = []
+            for _ in range(200):
+                start = time.perf_counter()
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                    s.sendall(request.encode())
+                    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+                times.append(time.perf_counter() - start)
+        finally:
+            for sock in idle:
+                sock.close()
+    times.sort()
+    assert times[100] < 0.010 and times[-1] < 0.5, (times[100], times[-1])
