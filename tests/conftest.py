@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from ansible.plugins.loader import init_plugin_loader
 
+from tests.ansible_env import REPO
 from tests.k8s.controlplane import ControlPlane, pid_alive, session_fixture
 
-REPO = Path(__file__).resolve().parent.parent
 # One way to import the collection in every test process: Ansible's collection finder, set up
 # before any test imports `ansible_collections.chutes.miner`. A test that sets it up later (to
 # render templates with lookups) would otherwise break imports of the collection's plugins in

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 COLLECTION = REPO / "collections" / "ansible_collections" / "chutes" / "miner"
 ROLES = COLLECTION / "roles"
 BEGIN = "<!-- BEGIN_ANSIBLE_DOCS -->"

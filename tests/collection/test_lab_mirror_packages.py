@@ -4,11 +4,10 @@ pin missing from that list is found only after every earlier play has run."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 ROLES = REPO / "collections/ansible_collections/chutes/miner/roles"
 LAB_PACKAGES = REPO / "tests/lab/mirror/pypi-packages.txt"
 

@@ -21,11 +21,10 @@ import pytest
 import yaml
 from bittensor_wallet import Keypair
 
-from tests.ansible_env import run_playbook
+from tests.ansible_env import REPO, run_playbook
 from tests.k8s import controlplane
 from tests.k8s.controlplane import ControlPlane
 
-REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "deploy.yml"
 ROLES = REPO / "collections/ansible_collections/chutes/miner/roles"
 # Two validators (one is mainnet's), so that routing per hotkey is visible in the renders.

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from tests.ansible_env import REPO
+
 DOCS = REPO / "docs"
 PAGES = sorted([*DOCS.rglob("*.md"), REPO / "README.md", REPO / "README_CN.md"])
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

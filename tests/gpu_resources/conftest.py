@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ansible_env import run_playbook
+from tests.ansible_env import REPO, run_playbook
 from tests.k8s import controlplane
 from tests.k8s.controlplane import ControlPlane
 
-REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "nvidia.yml"
 GPUS = {"gpu-0": 2, "gpu-1": 4}
 

@@ -21,7 +21,8 @@ import psycopg2
 import pytest
 from control_api.core.signing import keypair_from_seed
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 BUILD = REPO / "tests" / "lab" / "build-miner-images.sh"
 MIGRATIONS = sorted(p.name for p in (REPO / "control_api/src/control_api/migrations").glob("*.sql"))
 SIZE_LIMIT = 250_000_000  # bytes, as podman counts them (issue 12: under 250 MB)

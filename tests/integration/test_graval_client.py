@@ -33,7 +33,8 @@ from control_api.schemas.nodes import DeviceInfo
 from graval_bootstrap.__main__ import run as bootstrap_run
 from graval_bootstrap.gpu import MinerBackend
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 MINER = Keypair.create_from_uri("//IntegrationMiner")
 VALIDATOR = Keypair.create_from_uri("//IntegrationValidator")
 OUTSIDER = Keypair.create_from_uri("//IntegrationOutsider")

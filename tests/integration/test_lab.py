@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.ansible_env import REPO
+
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 MIRROR = "10.89.77.2"
 NODE_IPS = {"cpu-0": "10.89.77.10", "gpu-0": "10.89.77.11", "gpu-1": "10.89.77.12"}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,8 @@ import yaml
 from ansible_collections.chutes.miner.plugins.filter.inventory_problems import mirrors_data
 from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_rules import Result, validate
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 ROLE = REPO / "collections/ansible_collections/chutes/miner/roles/preflight"
 GPUS: dict[str, Any] = yaml.safe_load((ROLE / "vars/gpus.yml").read_text())["__preflight_gpus"]
 UPSTREAM_NAMES: dict[str, str] = yaml.safe_load((ROLE / "vars/main.yml").read_text())[

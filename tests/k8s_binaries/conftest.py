@@ -3,14 +3,14 @@ the role's defaults, the inventory, vars/main.yml, and the facts its earlier tas
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 ROLE = REPO / "collections" / "ansible_collections" / "chutes" / "miner" / "roles" / "k8s_binaries"
 HOTKEY = "5Dt7HZ7Zpw4DppPxFM7Ke3Cm7sDAWhsZXmM5ZAmE7dSVJbcQ"
 # What chutes.miner.mirrors exports for the lab's custom profile.

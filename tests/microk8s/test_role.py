@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from tests.ansible_env import REPO
 from tests.sandbox import (
     calls,
     failed_msgs,
@@ -34,7 +35,6 @@ from tests.sandbox import (
     written,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "kubernetes.yml"
 STANDINS = Path(__file__).resolve().parent / "standins"
 HOTKEY = "5Dt7HZ7Zpw4DppPxFM7Ke3Cm7sDAWhsZXmM5ZAmE7dSVJbcQ"

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 COLLECTION = REPO / "collections" / "ansible_collections" / "chutes" / "miner"
 ROLE = COLLECTION / "roles" / "mirrors"
-sys.path.insert(0, str(REPO / "collections"))
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 
 

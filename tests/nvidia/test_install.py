@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from tests.ansible_env import REPO
 from tests.sandbox import (
     failed_msgs,
     install,
@@ -35,7 +36,6 @@ from tests.sandbox import (
 
 pytestmark = needs_namespaces
 
-REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "nvidia.yml"
 STANDINS = Path(__file__).resolve().parent / "standins"
 NODES = {"gpu-t": "192.168.0.3"}

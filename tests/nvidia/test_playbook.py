@@ -22,9 +22,8 @@ from typing import Any
 
 import yaml
 
-from tests.ansible_env import ansible_env
+from tests.ansible_env import REPO, ansible_env
 
-REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "nvidia.yml"
 STAND_IN_SMI = """#!/bin/sh
 # Stand-in nvidia-smi (tests/nvidia): no GPU here. Records its arguments, answers the driver

@@ -4,14 +4,14 @@ containerd drop-in read the way containerd reads it (TOML, merged into the binar
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.ansible_env import REPO
+
 ROLES = REPO / "collections" / "ansible_collections" / "chutes" / "miner" / "roles"
 
 

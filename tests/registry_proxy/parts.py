@@ -43,9 +43,9 @@ from bittensor_wallet import Keypair
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.ansible_env import REPO
 from tests.k8s.controlplane import _issue, _name
 
-REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = (
     REPO
     / "collections/ansible_collections/chutes/miner/roles/miner_registry_proxy/templates"

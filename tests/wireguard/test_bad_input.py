@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from tests.ansible_env import REPO
+
 PLAYBOOK = REPO / "playbooks" / "wireguard.yml"
 
 
