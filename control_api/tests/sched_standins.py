@@ -15,7 +15,12 @@ from control_api.clients.k8s import KubeUnavailable, NodeInfo
 from control_api.clients.k8s_chutes import ChuteObjects, ChutePod, JobState
 from control_api.clients.miner_validator import LaunchConfig
 from control_api.clients.validator import ValidatorError
-from control_api.schemas.gepetto import RemoteChute, RemoteMetrics, RemoteUtilization
+from control_api.schemas.gepetto import (
+    RemoteChute,
+    RemoteInstance,
+    RemoteMetrics,
+    RemoteUtilization,
+)
 
 
 def node(name: str, uid: str, gpus: int = 8, **kw: Any) -> NodeInfo:
@@ -170,7 +175,7 @@ def remote_chute(chute_id: str, version: str = "1", gpu_count: int = 1, **kw: An
 
 @dataclass
 class MemoryMinerValidator:
-    chutes: dict[tuple[str, str], RemoteChute] = field(default_factory=dict)
+    objects: dict[tuple[str, str], RemoteChute] = field(default_factory=dict)  # by id, version
     launch_refusals: dict[str, int] = field(default_factory=dict)  # chute_id -> status
     launches: list[tuple[str, str | None]] = field(default_factory=list)
     deleted_instances: list[tuple[str, str]] = field(default_factory=list)
@@ -178,12 +183,29 @@ class MemoryMinerValidator:
     metric_rows: list[RemoteMetrics] = field(default_factory=list)
     util_rows: list[RemoteUtilization] = field(default_factory=list)
     rolling: set[str] = field(default_factory=set)
+    # this miner's instances as `/miner/instances/` lists them, by instance id
+    instance_rows: dict[str, RemoteInstance] = field(default_factory=dict)
+    withdrawn: set[str] = field(default_factory=set)  # chute ids no longer listed
     down: bool = False
+    cut_lists: bool = False  # the list streams break off (a partial read)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, chute: RemoteChute) -> RemoteChute:
-        self.chutes[(chute.chute_id, chute.version)] = chute
+        self.objects[(chute.chute_id, chute.version)] = chute
+        self.withdrawn.discard(chute.chute_id)
         return chute
+
+    def add_instance(
+        self, chute_id: str, config_id: str | None, instance_id: str | None = None, **kw: Any
+    ) -> RemoteInstance:
+        inst = RemoteInstance(
+            instance_id=instance_id or str(uuid.uuid4()),
+            chute_id=chute_id,
+            config_id=config_id,
+            **kw,
+        )
+        self.instance_rows[inst.instance_id] = inst
+        return inst
 
     def _check(self) -> None:
         if self.down:
@@ -191,7 +213,7 @@ class MemoryMinerValidator:
 
     def get_chute(self, api: str, chute_id: str, version: str) -> RemoteChute | None:
         self._check()
-        return self.chutes.get((chute_id, version))
+        return self.objects.get((chute_id, version))
 
     def launch_config(self, api: str, chute_id: str, job_id: str | None = None) -> LaunchConfig:
         self._check()
@@ -206,6 +228,7 @@ class MemoryMinerValidator:
         self._check()
         with self._lock:
             self.deleted_instances.append((chute_id, instance_id))
+            self.instance_rows.pop(instance_id, None)
 
     def release_job(self, api: str, job_id: str) -> None:
         self._check()
@@ -223,6 +246,23 @@ class MemoryMinerValidator:
     def rolling_updates(self, api: str) -> set[str]:
         self._check()
         return set(self.rolling)
+
+    def _check_list(self) -> None:
+        self._check()
+        if self.cut_lists:
+            raise ValidatorError("chutes stream interrupted: RemoteProtocolError")
+
+    def chutes(self, api: str) -> list[RemoteChute]:
+        """The newest stored version of each chute still listed (versions compare as added)."""
+        self._check_list()
+        with self._lock:
+            latest = {c.chute_id: c for c in self.objects.values()}
+        return [c for cid, c in latest.items() if cid not in self.withdrawn]
+
+    def instances(self, api: str) -> list[RemoteInstance]:
+        self._check_list()
+        with self._lock:
+            return list(self.instance_rows.values())
 
 
 @dataclass

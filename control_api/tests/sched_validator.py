@@ -1,6 +1,8 @@
 """A stand-in validator for the scheduler's HTTP calls (aiohttp on 127.0.0.1, own thread):
-chute objects, launch configs, instance and job releases, metrics stream, utilization and
-rolling updates. D2 signatures are checked by tests/contract_sig.py (bittensor-wallet
+chute objects, launch configs, instance and job releases, the metrics, chutes and instances
+streams (`/miner/metrics/`, `/miner/chutes/`, `/miner/instances/`), utilization and rolling
+updates. It can cut a stream off midway or send a malformed item, as a failing validator
+would. D2 signatures are checked by tests/contract_sig.py (bittensor-wallet
 directly, not the code under test)."""
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ class MinerApiState:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     utilization: list[dict[str, Any]] = field(default_factory=list)
     rolling: list[dict[str, Any]] = field(default_factory=list)
+    instances: dict[str, dict[str, Any]] = field(default_factory=dict)  # by instance_id
     bad_signatures: list[str] = field(default_factory=list)
     fail_next: int = 0  # answer 503 this many times first
+    cut_after: int | None = None  # list streams: close the connection after this many items
+    garbage_item: dict[str, Any] | None = None  # list streams: send this item first
+    no_items_marker: bool = True  # False: an empty instance list is sent as silence
 
 
 class MinerApiStandin:
@@ -77,6 +83,8 @@ class MinerApiStandin:
             return refused
         pair = (request.match_info["chute_id"], request.match_info["instance_id"])
         self.state.deleted_instances.append(pair)
+        if self.state.instances.pop(pair[1], None) is None:
+            return web.json_response({"detail": "not found"}, status=404)
         return web.json_response({"instance_id": pair[1], "deleted": True})
 
     async def release_job(self, request: web.Request) -> web.Response:
@@ -86,16 +94,39 @@ class MinerApiStandin:
         self.state.released_jobs.append(request.match_info["job_id"])
         return web.json_response({})
 
-    async def metrics(self, request: web.Request) -> web.StreamResponse:
+    async def _list(
+        self, request: web.Request, rows: list[dict[str, Any]], explicit_null: bool = False
+    ) -> web.StreamResponse:
+        """A `data: <json>` list stream (chunked), `data: NO_ITEMS` for an empty list when
+        asked with `explicit_null=True`."""
         refused = self._auth(request, "miner")
         if refused:
             return refused
         resp = web.StreamResponse()
         await resp.prepare(request)
-        for row in self.state.metrics:
+        if self.state.garbage_item is not None:
+            rows = [self.state.garbage_item, *rows]
+        if not rows and explicit_null and self.state.no_items_marker:
+            await resp.write(b"data: NO_ITEMS\n\n")
+        for n, row in enumerate(rows):
+            if self.state.cut_after is not None and n >= self.state.cut_after:
+                assert request.transport is not None
+                request.transport.close()  # no closing chunk: the client sees a cut stream
+                return resp
             await resp.write(f"data: {json.dumps(row)}\n\n".encode())
         await resp.write_eof()
         return resp
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        return await self._list(request, self.state.metrics)
+
+    async def chute_list(self, request: web.Request) -> web.StreamResponse:
+        latest = {key[0]: chute for key, chute in self.state.chutes.items()}
+        return await self._list(request, list(latest.values()))
+
+    async def instance_list(self, request: web.Request) -> web.StreamResponse:
+        explicit = request.query.get("explicit_null", "").lower() == "true"
+        return await self._list(request, list(self.state.instances.values()), explicit)
 
     async def utilization(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.utilization)
@@ -110,6 +141,8 @@ class MinerApiStandin:
         app.router.add_delete("/instances/{chute_id}/{instance_id}", self.delete_instance)
         app.router.add_delete("/miner/jobs/{job_id}", self.release_job)
         app.router.add_get("/miner/metrics/", self.metrics)
+        app.router.add_get("/miner/chutes/", self.chute_list)
+        app.router.add_get("/miner/instances/", self.instance_list)
         app.router.add_get("/chutes/utilization", self.utilization)
         app.router.add_get("/chutes/rolling_updates", self.rolling)
         self._thread.start()
@@ -142,3 +175,16 @@ class MinerApiStandin:
             "chutes_version": "0.3.5",
             **kw,
         }
+
+    def add_instance(self, chute_id: str, config_id: str | None, **kw: Any) -> str:
+        instance_id = kw.pop("instance_id", None) or str(uuid.uuid4())
+        self.state.instances[instance_id] = {
+            "instance_id": instance_id,
+            "chute_id": chute_id,
+            "config_id": config_id,
+            "miner_hotkey": self.miner,
+            "active": False,
+            "verified": False,
+            **kw,
+        }
+        return instance_id

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from bittensor_wallet import Keypair
-from control_api.clients.miner_validator import HttpMinerValidator, stream_items
+from control_api.clients.miner_validator import HttpMinerValidator, read_stream
 from control_api.clients.validator import ValidatorError
 
 from tests.sched_validator import MinerApiStandin
@@ -81,6 +81,65 @@ def test_unsigned_client_is_refused(standin: MinerApiStandin) -> None:
         other.close()
 
 
-def test_stream_items() -> None:
+def test_read_stream() -> None:
     lines = ["data: NO_ITEMS", "", 'data: {"chute_id": "a"}', "", "event: x", "data: [1]"]
-    assert list(stream_items(iter(lines))) == [{"chute_id": "a"}]
+    read = read_stream(iter(lines))
+    assert read.items == [{"chute_id": "a"}, [1]] and read.no_items
+    with pytest.raises(ValueError):
+        read_stream(iter(["data: {cut"]))
+
+
+def test_reconcile_lists(standin: MinerApiStandin, client: HttpMinerValidator) -> None:
+    """`/miner/chutes/` (newest version of each chute) and `/miner/instances/` read whole."""
+    assert client.instances(standin.url) == []  # NO_ITEMS
+    standin.add_chute("c1", version="1")
+    standin.add_chute("c1", version="2", gpu_count=2)
+    standin.add_chute("c2")
+    iid = standin.add_instance("c1", "cfg-1", active=True)
+    chutes = client.chutes(standin.url)
+    assert [(c.chute_id, c.version, c.gpu_count) for c in chutes] == [
+        ("c1", "2", 2),
+        ("c2", "1", 1),
+    ]
+    [inst] = client.instances(standin.url)
+    assert (inst.instance_id, inst.chute_id, inst.config_id, inst.active, inst.verified) == (
+        iid,
+        "c1",
+        "cfg-1",
+        True,
+        False,
+    )
+    assert standin.state.bad_signatures == []
+
+
+@pytest.mark.parametrize("which", ["chutes", "instances"])
+def test_partial_lists_raise(
+    standin: MinerApiStandin, client: HttpMinerValidator, which: str
+) -> None:
+    """A list reconcile deletes by must be whole: a cut stream, a malformed item, a 5xx and
+    (instances) silence instead of NO_ITEMS each raise, never a shorter list."""
+    read = getattr(client, which)
+    for n in range(3):
+        standin.add_chute(f"c{n}")
+        standin.add_instance(f"c{n}", f"cfg-{n}")
+    assert len(read(standin.url)) == 3
+    standin.state.cut_after = 2
+    with pytest.raises(ValidatorError, match="interrupted"):
+        read(standin.url)
+    standin.state.cut_after = None
+    standin.state.garbage_item = {"instance_id": "", "chute_id": None, "image": 5}
+    with pytest.raises(ValidatorError, match="item 1 malformed"):
+        read(standin.url)
+    standin.state.garbage_item = None
+    standin.state.fail_next = 1
+    with pytest.raises(ValidatorError, match="503"):
+        read(standin.url)
+    assert len(read(standin.url)) == 3
+
+
+def test_instances_silence_is_not_an_empty_list(
+    standin: MinerApiStandin, client: HttpMinerValidator
+) -> None:
+    standin.state.no_items_marker = False
+    with pytest.raises(ValidatorError, match="NO_ITEMS"):
+        client.instances(standin.url)

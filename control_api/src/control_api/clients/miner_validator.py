@@ -1,20 +1,28 @@
 """The validator calls the scheduler makes (runtime contract §4.1, §4.2), D2-signed with the
-miner hotkey: chute objects, launch configs, instance and job releases, and the list streams
-autoscale reads. `MinerValidator` is the interface; tests serve a stand-in validator."""
+miner hotkey: chute objects, launch configs, instance and job releases, the list streams
+autoscale reads and the two reconcile reads (`/miner/chutes/`, `/miner/instances/`).
+`MinerValidator` is the interface; tests serve a stand-in validator."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from control_api.clients.validator import HttpValidatorClient, ValidatorError
 from control_api.core.signing import d2_headers
-from control_api.schemas.gepetto import RemoteChute, RemoteMetrics, RemoteUtilization
+from control_api.schemas.gepetto import (
+    RemoteChute,
+    RemoteInstance,
+    RemoteMetrics,
+    RemoteUtilization,
+)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -47,18 +55,46 @@ class MinerValidator(Protocol):
 
     def rolling_updates(self, api: str) -> set[str]: ...
 
+    def chutes(self, api: str) -> list[RemoteChute]:
+        """The whole `/miner/chutes/` stream. Raises ValidatorError when the stream is cut or
+        any item is malformed: reconcile deletes what this list lacks, so it must be whole."""
+        ...
 
-def stream_items(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """`data: <json>` lines (blank lines between; `data: NO_ITEMS` = empty)."""
+    def instances(self, api: str) -> list[RemoteInstance]:
+        """The whole `/miner/instances/?explicit_null=True` stream (this miner's instances);
+        raises like `chutes`, and for a stream with neither items nor `NO_ITEMS`."""
+        ...
+
+
+@dataclass
+class StreamRead:
+    items: list[Any] = field(default_factory=list)
+    no_items: bool = False  # the validator said `data: NO_ITEMS`
+
+
+def read_stream(lines: Iterator[str]) -> StreamRead:
+    """Every `data:` payload as JSON; a line that is not JSON raises ValueError."""
+    out = StreamRead()
     for line in lines:
         if not line.startswith("data:"):
             continue
         payload = line[5:].strip()
-        if not payload or payload == "NO_ITEMS":
-            continue
-        item = json.loads(payload)
-        if isinstance(item, dict):
-            yield item
+        if payload == "NO_ITEMS":
+            out.no_items = True
+        elif payload:
+            out.items.append(json.loads(payload))
+    return out
+
+
+def strict_items(read: StreamRead, model: type[M], what: str) -> list[M]:
+    """All items as `model`, or ValidatorError naming the first bad one (a partial list)."""
+    out = []
+    for n, item in enumerate(read.items, 1):
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as exc:
+            raise ValidatorError(f"{what} stream item {n} malformed") from exc
+    return out
 
 
 class HttpMinerValidator(HttpValidatorClient):
@@ -101,22 +137,39 @@ class HttpMinerValidator(HttpValidatorClient):
         if resp.status_code not in (200, 404):
             raise ValidatorError(f"job release failed ({resp.status_code})", resp.status_code)
 
-    def metrics(self, api: str) -> list[RemoteMetrics]:
-        """The whole `/miner/metrics/` stream; an interrupted one raises (keep the old)."""
-        url = f"{api.rstrip('/')}/miner/metrics/"
-        out = []
+    def _stream(self, url: str, what: str) -> StreamRead:
+        """A signed (`miner`) list stream read to its end; a status other than 200, a cut
+        connection or a line that is not JSON raises ValidatorError."""
         try:
             with self._http.stream("GET", url, headers=d2_headers(self._signer, "miner")) as resp:
                 if resp.status_code != 200:
-                    raise ValidatorError(f"metrics answered {resp.status_code}", resp.status_code)
-                for item in stream_items(resp.iter_lines()):
-                    try:
-                        out.append(RemoteMetrics.model_validate(item))
-                    except ValidationError:
-                        continue  # one odd row must not hide the others
+                    raise ValidatorError(f"{what} answered {resp.status_code}", resp.status_code)
+                return read_stream(resp.iter_lines())
         except (httpx.HTTPError, ValueError) as exc:
-            raise ValidatorError(f"metrics stream interrupted: {type(exc).__name__}") from exc
+            raise ValidatorError(f"{what} stream interrupted: {type(exc).__name__}") from exc
+
+    def metrics(self, api: str) -> list[RemoteMetrics]:
+        """The whole `/miner/metrics/` stream; an interrupted one raises (keep the old)."""
+        read = self._stream(f"{api.rstrip('/')}/miner/metrics/", "metrics")
+        out = []
+        for item in read.items:
+            try:
+                out.append(RemoteMetrics.model_validate(item))
+            except ValidationError:
+                continue  # one odd row must not hide the others
         return out
+
+    def chutes(self, api: str) -> list[RemoteChute]:
+        read = self._stream(f"{api.rstrip('/')}/miner/chutes/", "chutes")
+        return strict_items(read, RemoteChute, "chutes")
+
+    def instances(self, api: str) -> list[RemoteInstance]:
+        url = f"{api.rstrip('/')}/miner/instances/?explicit_null=True"
+        read = self._stream(url, "instances")
+        if not read.items and not read.no_items:
+            # asked with explicit_null, an empty list says NO_ITEMS: silence is a cut stream
+            raise ValidatorError("instances stream ended with neither items nor NO_ITEMS")
+        return strict_items(read, RemoteInstance, "instances")
 
     def _public_list(self, url: str) -> list[dict[str, Any]]:
         """An unauthenticated JSON list (`/chutes/utilization`, `/chutes/rolling_updates`)."""

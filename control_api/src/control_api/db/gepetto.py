@@ -601,3 +601,98 @@ def code_configmaps_in_use(conn: connection) -> list[tuple[str, str]]:
             "SELECT chute_id, version FROM chutes UNION SELECT chute_id, version FROM deployments"
         )
         return [(r[0], r[1]) for r in cur.fetchall()]
+
+
+# reconcile against a validator (runtime contract §9.3) ---------------------------------
+
+
+@dataclass(frozen=True)
+class ChuteFingerprint:
+    """What reconcile compares between a local chute and the validator's list. Code is left
+    out: the list may not carry it, and a code change comes with a new version."""
+
+    version: str
+    name: str | None
+    image: str
+    filename: str
+    ref_str: str
+    gpu_count: int
+    chutes_version: str | None
+    supported_gpus: tuple[str, ...]
+    ban_reason: str | None
+
+    @classmethod
+    def of(cls, chute: RemoteChute) -> ChuteFingerprint:
+        return cls(
+            chute.version, chute.name, chute.image, chute.filename, chute.ref_str,
+            chute.gpu_count, chute.chutes_version, tuple(sorted(chute.supported_gpus)),
+            chute.ban_reason,
+        )  # fmt: skip
+
+
+def chute_fingerprints(conn: connection, validator: str) -> dict[str, ChuteFingerprint]:
+    """The local chutes of one validator by id."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT chute_id, version, name, image, filename, ref_str, gpu_count,"
+            " chutes_version, supported_gpus, ban_reason FROM chutes WHERE validator = %s",
+            (validator,),
+        )
+        return {
+            r[0]: ChuteFingerprint(
+                r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(sorted(r[8] or ())), r[9]
+            )
+            for r in cur.fetchall()
+        }
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    """A deployment of one validator as the remote instance list is compared with it."""
+
+    deployment_id: str
+    chute_id: str
+    instance_id: str | None
+    config_id: str | None
+    active: bool
+    stub: bool
+    verified: bool
+    age_s: float
+    terminating: bool
+
+
+def instance_rows(conn: connection, validator: str) -> list[InstanceRow]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT deployment_id, chute_id, instance_id, config_id, active, stub,"
+            " verified_at IS NOT NULL, extract(epoch FROM now() - created_at),"
+            " terminating_at IS NOT NULL FROM deployments WHERE validator = %s"
+            " ORDER BY created_at, deployment_id",
+            (validator,),
+        )
+        return [
+            InstanceRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], float(r[7]), r[8])
+            for r in cur.fetchall()
+        ]
+
+
+def sync_instance(
+    conn: connection, deployment_id: str, instance_id: str, active: bool, verified: bool
+) -> bool:
+    """Take the validator's view of a live deployment's instance: its id (when still
+    missing), `active` (clearing `stub` and stamping `activated_at` on activation) and
+    `verified_at` (set once). True when the row changed."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE deployments SET instance_id = coalesce(instance_id, %(iid)s),"
+            " active = %(active)s, stub = stub AND NOT %(active)s,"
+            " activated_at = CASE WHEN %(active)s THEN coalesce(activated_at, now())"
+            " ELSE activated_at END,"
+            " verified_at = CASE WHEN %(verified)s THEN coalesce(verified_at, now())"
+            " ELSE verified_at END"
+            " WHERE deployment_id = %(dep)s AND terminating_at IS NULL"
+            " AND (instance_id IS NULL OR active <> %(active)s OR (stub AND %(active)s)"
+            " OR (%(verified)s AND verified_at IS NULL))",
+            {"iid": instance_id, "active": active, "verified": verified, "dep": deployment_id},
+        )
+        return bool(cur.rowcount)

@@ -1,7 +1,10 @@
-"""Reconcile (runtime contract §9.3): repair drift between PostgreSQL and Kubernetes, at start,
-every `reconcile_interval_s` and after each `socket_reconnected`.
+"""Reconcile (runtime contract §9.3): repair drift between PostgreSQL, each validator and
+Kubernetes, at start, every `reconcile_interval_s` and after each `socket_reconnected`.
 
 Steps, each on its own (one failing step is logged, the others still run):
+0. Validators (scheduler/reconcile_remote.py): each validator's chutes and instances, read
+   whole, against the local chutes and deployments; a validator whose lists cannot be read
+   whole is skipped, its destructive steps included.
 1. Deployments: finish the terminating ones whose pods are gone (release GPUs, delete the
    row); undeploy stubs older than `stub_timeout_s`, rows whose Job vanished (after a 60 s
    grace for a Job being created) and rows whose Job completed or failed.
@@ -31,6 +34,11 @@ from control_api.db import claims
 from control_api.db import gepetto as q
 from control_api.scheduler import manifests
 from control_api.scheduler.core import Scheduler
+from control_api.scheduler.reconcile_remote import (
+    INSTANCE_GRACE_S,
+    RemoteReport,
+    reconcile_validators,
+)
 from control_api.schemas.gepetto import ServerDeletedData
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,7 @@ class ReconcileReport:
     servers_deleted: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    remote: RemoteReport = field(default_factory=RemoteReport)
 
 
 def node_status(node: NodeInfo | None) -> str:
@@ -61,14 +70,21 @@ def node_status(node: NodeInfo | None) -> str:
 
 
 class Reconciler:
-    def __init__(self, scheduler: Scheduler, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        clock: Callable[[], float] = time.monotonic,
+        instance_grace_s: float = INSTANCE_GRACE_S,
+    ) -> None:
         self.s = scheduler
         self.clock = clock
+        self.instance_grace_s = instance_grace_s
         self._missing: dict[str, tuple[int, float]] = {}  # server_id -> (cycles, first seen)
 
     def run(self) -> ReconcileReport:
         report = ReconcileReport()
-        for step in (self._deployments, self._orphans, self._servers, self._claims, self._disk):
+        steps = (self._validators, self._deployments, self._orphans)
+        for step in (*steps, self._servers, self._claims, self._disk):
             try:
                 step(report)
             except Exception as exc:  # noqa: BLE001 - one broken step must not stop the others
@@ -81,10 +97,16 @@ class Reconciler:
                 "released": len(report.released),
                 "orphans": len(report.orphans_deleted),
                 "violations": len(report.violations),
+                "remote_changes": report.remote.changes(),
+                "validators_skipped": len(report.remote.validators_skipped),
                 "errors": len(report.errors),
             },
         )
         return report
+
+    def _validators(self, report: ReconcileReport) -> None:
+        report.remote = reconcile_validators(self.s, self.instance_grace_s)
+        report.errors += report.remote.errors
 
     def _deployments(self, report: ReconcileReport) -> None:
         with self.s.db.connection() as conn:

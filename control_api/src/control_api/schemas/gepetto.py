@@ -283,3 +283,16 @@ class RemoteUtilization(BaseModel):
     chute_id: str
     scalable: bool = True
     update_in_progress: bool = False
+
+
+class RemoteInstance(BaseModel):
+    """One item of `GET /miner/instances/?explicit_null=True`: an instance the validator holds
+    for this miner (the fields reconcile uses)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    instance_id: str = Field(min_length=1)
+    chute_id: str = Field(min_length=1)
+    config_id: str | None = None
+    miner_hotkey: str | None = None
+    active: bool = False
+    verified: bool = False

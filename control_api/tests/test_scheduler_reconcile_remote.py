@@ -1,0 +1,229 @@
+"""Reconcile against the validator (runtime contract §9.3), on the real PostgreSQL with the
+in-memory Kubernetes and validator stand-ins: chutes follow the validator's list, deployments
+follow its instances, remote orphans are deleted, and nothing destructive happens for a
+validator whose lists were not read whole."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+from control_api.scheduler import manifests
+from control_api.scheduler.reconcile import ReconcileReport
+from prometheus_client import REGISTRY
+
+from tests.conftest import SettingsFactory
+from tests.sched_rig import Rig, make_rig, rows
+from tests.sched_standins import node, remote_chute
+from tests.seed import add_server
+
+STATE_SQL = (
+    "SELECT deployment_id, chute_id, instance_id, active, stub, verified_at IS NOT NULL,"
+    " activated_at IS NOT NULL FROM deployments ORDER BY deployment_id"
+)
+
+
+@pytest.fixture()
+def rig(make_settings: SettingsFactory, db: psycopg2.extensions.connection) -> Iterator[Rig]:
+    r = make_rig(make_settings(), node_missing_grace_s=0.0)
+    add_server(db, "uid-1", name="gpu-1", validator=r.validator_hotkey)
+    r.kube.add_node(node("gpu-1", "uid-1"))
+    yield r
+    r.close()
+
+
+def deploy(rig: Rig, db: psycopg2.extensions.connection, chute: str) -> tuple[str, str]:
+    """A chute published and deployed once: (deployment_id, config_id)."""
+    rig.validator.add(remote_chute(chute))
+    rig.handle("chute_created", chute_id=chute, version="1")
+    [(dep, config)] = rows(
+        db, "SELECT deployment_id, config_id FROM deployments WHERE chute_id = %s", chute
+    )
+    return str(dep), str(config)
+
+
+def age(db: psycopg2.extensions.connection, dep: str, seconds: int) -> None:
+    with db.cursor() as cur:
+        cur.execute(
+            "UPDATE deployments SET created_at = now() - make_interval(secs => %s)"
+            " WHERE deployment_id = %s",
+            (seconds, dep),
+        )
+
+
+def stale(rig: Rig) -> float | None:
+    return REGISTRY.get_sample_value(
+        "gepetto_validator_view_stale", {"validator": rig.validator_hotkey}
+    )
+
+
+def quiet(report: ReconcileReport) -> bool:
+    return report.remote.changes() == 0 and not report.errors and not report.undeployed
+
+
+def test_chutes_follow_the_validator(rig: Rig, db: psycopg2.extensions.connection) -> None:
+    # a chute published while the scheduler was away: added (and deployed by the strategy)
+    rig.validator.add(remote_chute("c1"))
+    report = rig.reconciler.run()
+    assert report.remote.chutes_added == ["c1"] and not report.errors
+    assert rows(db, "SELECT chute_id, version FROM chutes") == [("c1", "1")]
+    assert rows(db, "SELECT chute_id FROM deployments") == [("c1",)]
+    # a new version: the row follows, the running deployment stays
+    rig.validator.add(remote_chute("c1", version="2", chutes_version="0.3.6"))
+    report = rig.reconciler.run()
+    assert report.remote.chutes_updated == ["c1"]
+    assert rows(db, "SELECT version, chutes_version FROM chutes") == [("2", "0.3.6")]
+    assert manifests.code_configmap_name("c1", "2") in rig.kube.configmaps
+    assert rows(db, "SELECT count(*) FROM deployments") == [(1,)]
+    # the validator no longer lists it: its deployment goes, then the row and its code
+    rig.validator.withdrawn.add("c1")
+    report = rig.reconciler.run()
+    assert report.remote.chutes_removed == ["c1"] and not report.errors
+    assert rows(db, "SELECT count(*) FROM chutes") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
+    assert not [n for n in rig.kube.configmaps if n.startswith("chute-code")]
+    assert quiet(rig.reconciler.run())
+
+
+def test_chute_of_another_validator_is_left_alone(
+    rig: Rig, db: psycopg2.extensions.connection
+) -> None:
+    with db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO chutes (chute_id, validator, name, image, code, filename, ref_str,"
+            " version, supported_gpus, gpu_count) VALUES ('x', 'other-validator', 'x',"
+            " 'u/i:1', '', 'app.py', 'app:chute', '1', '{h200}', 1)"
+        )
+    assert quiet(rig.reconciler.run())
+    assert rows(db, "SELECT chute_id FROM chutes") == [("x",)]
+
+
+def test_instances_fill_and_sync(rig: Rig, db: psycopg2.extensions.connection) -> None:
+    dep, config = deploy(rig, db, "c1")
+    assert rows(db, STATE_SQL) == [(dep, "c1", None, False, True, False, False)]
+    # the validator made the instance while its events were lost
+    inst = rig.validator.add_instance("c1", config)
+    assert rig.reconciler.run().remote.instances_synced == [dep]
+    assert rows(db, STATE_SQL) == [(dep, "c1", inst.instance_id, False, True, False, False)]
+    rig.validator.add_instance("c1", config, inst.instance_id, active=True, verified=True)
+    assert rig.reconciler.run().remote.instances_synced == [dep]
+    assert rows(db, STATE_SQL) == [(dep, "c1", inst.instance_id, True, False, True, True)]
+    assert rows(db, "SELECT instance_id, verified_at IS NOT NULL FROM deployment_audit") == [
+        (inst.instance_id, True)
+    ]
+    # deactivated remotely: local `active` follows, nothing is undeployed
+    rig.validator.add_instance("c1", config, inst.instance_id, active=False, verified=True)
+    assert rig.reconciler.run().remote.instances_synced == [dep]
+    assert rows(db, STATE_SQL) == [(dep, "c1", inst.instance_id, False, False, True, True)]
+    assert quiet(rig.reconciler.run())
+    assert rig.validator.deleted_instances == []
+
+
+def test_vanished_instance_after_the_grace(rig: Rig, db: psycopg2.extensions.connection) -> None:
+    young, young_cfg = deploy(rig, db, "c1")
+    old, old_cfg = deploy(rig, db, "c2")
+    for chute, cfg in (("c1", young_cfg), ("c2", old_cfg)):
+        rig.validator.add_instance(chute, cfg, active=True)
+    rig.reconciler.run()
+    rig.validator.instance_rows.clear()  # the validator dropped both instances
+    age(db, old, 601)
+    age(db, young, 30)  # launched a moment ago: inside the instance-creation window
+    report = rig.reconciler.run()
+    assert report.remote.instances_vanished == [old] and not report.errors
+    assert rows(db, "SELECT deployment_id FROM deployments") == [(young,)]
+    assert rig.validator.deleted_instances == []  # gone there already: no DELETE back
+    assert rows(db, "SELECT count(*) FROM gpus WHERE deployment_id = %s", old) == [(0,)]
+    age(db, young, 600)
+    assert rig.reconciler.run().remote.instances_vanished == [young]
+    assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
+
+
+def test_rolling_update_chutes_are_left_to_their_handler(
+    rig: Rig, db: psycopg2.extensions.connection
+) -> None:
+    dep, cfg = deploy(rig, db, "c1")
+    inst = rig.validator.add_instance("c1", cfg, active=True)
+    rig.reconciler.run()
+    rig.validator.instance_rows.clear()
+    rig.validator.add_instance("c1", "cfg-new-version")  # the replacement, not ours yet
+    rig.validator.rolling.add("c1")
+    age(db, dep, 3600)
+    assert quiet(rig.reconciler.run())
+    assert rows(db, "SELECT instance_id FROM deployments") == [(inst.instance_id,)]
+    assert rig.validator.deleted_instances == []
+
+
+def test_remote_orphans_are_deleted(rig: Rig, db: psycopg2.extensions.connection) -> None:
+    dep, cfg = deploy(rig, db, "c1")
+    known = rig.validator.add_instance("c1", cfg)
+    orphan = rig.validator.add_instance("c1", "cfg-nobody-here")
+    no_config = rig.validator.add_instance("c2", None)
+    someone_else = rig.validator.add_instance("c1", "cfg-x", miner_hotkey="5Other")
+    report = rig.reconciler.run()
+    assert sorted(report.remote.remote_orphans_deleted) == sorted(
+        [orphan.instance_id, no_config.instance_id]
+    )
+    assert sorted(rig.validator.deleted_instances) == sorted(
+        [("c1", orphan.instance_id), ("c2", no_config.instance_id)]
+    )
+    assert set(rig.validator.instance_rows) == {known.instance_id, someone_else.instance_id}
+    assert rows(db, "SELECT deployment_id FROM deployments") == [(dep,)]
+    assert quiet(rig.reconciler.run())
+
+
+def drift(rig: Rig, db: psycopg2.extensions.connection) -> dict[str, Any]:
+    """Everything reconcile would repair destructively: a withdrawn chute with a deployment,
+    a deployment whose instance vanished, a remote orphan."""
+    gone_dep, gone_cfg = deploy(rig, db, "gone")
+    dep, cfg = deploy(rig, db, "c1")
+    rig.validator.add_instance("gone", gone_cfg, active=True)
+    inst = rig.validator.add_instance("c1", cfg, active=True)
+    assert not rig.reconciler.run().errors
+    rig.validator.withdrawn.add("gone")
+    del rig.validator.instance_rows[inst.instance_id]
+    orphan = rig.validator.add_instance("c1", "cfg-orphan")
+    age(db, dep, 3600)
+    rig.kube.configmaps["chute-code-stale"] = {"metadata": {"name": "chute-code-stale"}}
+    return {"gone": gone_dep, "dep": dep, "orphan": orphan.instance_id}
+
+
+@pytest.mark.parametrize("failure", ["cut_lists", "down"])
+def test_no_destructive_step_without_a_whole_refresh(
+    rig: Rig, db: psycopg2.extensions.connection, failure: str
+) -> None:
+    """A validator that cuts its streams off (or is down) is skipped: its chutes, deployments
+    and instances stay as they are, an alert metric says so; the Kubernetes steps still run.
+    The next whole refresh repairs everything."""
+    d = drift(rig, db)
+    before = rows(db, STATE_SQL)
+    setattr(rig.validator, failure, True)
+    report = rig.reconciler.run()
+    assert report.remote.validators_skipped == [rig.validator_hotkey]
+    assert report.remote.changes() == 0 and report.undeployed == []
+    assert rows(db, STATE_SQL) == before
+    assert rows(db, "SELECT count(*) FROM chutes") == [(2,)]
+    assert rig.validator.deleted_instances == []
+    assert stale(rig) == 1.0
+    assert "configmap chute-code-stale" in report.orphans_deleted  # Kubernetes side: done
+    setattr(rig.validator, failure, False)
+    report = rig.reconciler.run()
+    assert stale(rig) == 0.0 and not report.errors
+    assert report.remote.chutes_removed == ["gone"]
+    assert report.remote.instances_vanished == [d["dep"]]
+    assert report.remote.remote_orphans_deleted == [d["orphan"]]
+    assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
+
+
+def test_a_second_reconcile_changes_nothing(rig: Rig, db: psycopg2.extensions.connection) -> None:
+    drift(rig, db)
+    rig.validator.add(remote_chute("new"))
+    first = rig.reconciler.run()
+    assert first.remote.changes() >= 4 and not first.errors
+    state = rows(db, STATE_SQL), rows(db, "SELECT chute_id, version FROM chutes")
+    calls = list(rig.validator.deleted_instances), list(rig.validator.launches)
+    second = rig.reconciler.run()
+    assert quiet(second), second
+    assert (rows(db, STATE_SQL), rows(db, "SELECT chute_id, version FROM chutes")) == state
+    assert (rig.validator.deleted_instances, rig.validator.launches) == calls
