@@ -40,7 +40,10 @@ sys.path.insert(0, str(REPO / "collections"))
 sys.path.insert(0, str(REPO))
 
 from ansible_collections.chutes.miner.plugins.module_utils import mirror_probing as probing  # noqa: E402
-from ansible_collections.chutes.miner.plugins.module_utils import mirrors as plan_lib  # noqa: E402
+from ansible_collections.chutes.miner.plugins.module_utils.mirrors_plan import (  # noqa: E402
+    PlanRequest,
+    build_plan,
+)
 
 from tests.lab import fault_server  # noqa: E402
 
@@ -79,13 +82,20 @@ def _local_specs() -> list[dict[str, Any]]:
         "sha256": fault_server.FILE_SHA256,
     }
     defaults["huggingface"]["probe_path"] = "/"
-    plan = plan_lib.build_plan(
-        catalog["__mirrors_catalog"],
-        profiles=catalog["__mirrors_profiles"],
-        upstream=catalog["__mirrors_upstream"],
-        defaults=defaults,
-        profile="tuna",
-        host={"distribution": "Debian", "version": "12", "codename": "bookworm", "arch": "x86_64"},
+    plan = build_plan(
+        PlanRequest(
+            catalog["__mirrors_catalog"],
+            profiles=catalog["__mirrors_profiles"],
+            upstream=catalog["__mirrors_upstream"],
+            defaults=defaults,
+            profile="tuna",
+            host={
+                "distribution": "Debian",
+                "version": "12",
+                "codename": "bookworm",
+                "arch": "x86_64",
+            },
+        )
     )
     return list(plan["probes"])
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ansible_collections.chutes.miner.plugins.module_utils import mirrors as m
+from ansible_collections.chutes.miner.plugins.module_utils import mirrors_common, pgp
 
 from tests.mirrors.conftest import ROLE
 
@@ -56,7 +56,7 @@ def gpg_primary_fingerprints(path: Path, home: Path) -> list[str]:
 
 
 def test_every_flat_repo_pins_a_vendored_key() -> None:
-    assert set(PINNED) == set(m.FLAT_APT)
+    assert set(PINNED) == set(mirrors_common.FLAT_APT)
     assert PINNED["cuda_apt"] == (
         "cuda-archive-keyring.asc",
         "EB693B3035CD5710E231E123A4B469963BF863CC",
@@ -78,15 +78,15 @@ def test_gpg_reads_exactly_the_pinned_key(resource: str, tmp_path: Path) -> None
 @pytest.mark.parametrize("resource", sorted(PINNED))
 def test_the_role_check_agrees(resource: str) -> None:
     key_file, fingerprint = PINNED[resource]
-    assert m.pgp_fingerprints((KEYS / key_file).read_text()) == [fingerprint]
+    assert pgp.pgp_fingerprints((KEYS / key_file).read_text()) == [fingerprint]
 
 
 def _altered(text: str, offset: int) -> str:
     """The same armor with one bit of the key data flipped and a matching CRC-24."""
-    data = bytearray(m.dearmor(text))
+    data = bytearray(pgp.dearmor(text))
     data[offset] ^= 0x01
     body = base64.b64encode(bytes(data)).decode()
-    crc = base64.b64encode(m._crc24(bytes(data)).to_bytes(3, "big")).decode()
+    crc = base64.b64encode(pgp._crc24(bytes(data)).to_bytes(3, "big")).decode()
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return (
         "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n"
@@ -99,7 +99,7 @@ def _altered(text: str, offset: int) -> str:
 def test_an_altered_key_no_longer_matches(resource: str, tmp_path: Path) -> None:
     key_file, fingerprint = PINNED[resource]
     altered = _altered((KEYS / key_file).read_text(), 40)  # inside the RSA modulus
-    assert m.pgp_fingerprints(altered) != [fingerprint]
+    assert pgp.pgp_fingerprints(altered) != [fingerprint]
     if GPG:
         path = tmp_path / key_file
         path.write_text(altered)
@@ -121,17 +121,17 @@ def test_an_altered_key_no_longer_matches(resource: str, tmp_path: Path) -> None
 )
 def test_malformed_armor_is_refused(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
-        m.pgp_fingerprints(text)
+        pgp.pgp_fingerprints(text)
 
 
 def test_a_second_key_in_the_file_is_seen() -> None:
     """A file holding the pinned key plus another yields two fingerprints: the role refuses it."""
-    cuda, nct = (m.dearmor((KEYS / f).read_text()) for f, _ in PINNED.values())
+    cuda, nct = (pgp.dearmor((KEYS / f).read_text()) for f, _ in PINNED.values())
     both = base64.b64encode(cuda + nct).decode()
     text = (
         "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n" + both + "\n-----END PGP PUBLIC KEY BLOCK-----\n"
     )
-    assert m.pgp_fingerprints(text) == [fp for _, fp in PINNED.values()]
+    assert pgp.pgp_fingerprints(text) == [fp for _, fp in PINNED.values()]
 
 
 def test_key_files_name_no_host(catalog: dict[str, Any]) -> None:

@@ -8,6 +8,11 @@ from typing import Any
 
 import pytest
 from ansible_collections.chutes.miner.plugins.module_utils import mirrors as m
+from ansible_collections.chutes.miner.plugins.module_utils import mirrors_common, mirrors_files
+from ansible_collections.chutes.miner.plugins.module_utils.mirrors_plan import (
+    PlanRequest,
+    build_plan,
+)
 
 from tests.mirrors.hosts import HOSTS
 
@@ -22,16 +27,18 @@ def plan(
     host: str = "debian12",
     **kw: Any,
 ) -> dict[str, Any]:
-    built: dict[str, Any] = m.build_plan(
-        catalog["__mirrors_catalog"],
-        profiles=catalog["__mirrors_profiles"],
-        upstream=catalog["__mirrors_upstream"],
-        defaults=defaults,
-        profile=profile,
-        host=HOSTS[host],
-        catalog_version=catalog["__mirrors_catalog_version"],
-        blocked=catalog["__mirrors_blocked_hosts"],
-        **kw,
+    built: dict[str, Any] = build_plan(
+        PlanRequest(
+            catalog["__mirrors_catalog"],
+            profiles=catalog["__mirrors_profiles"],
+            upstream=catalog["__mirrors_upstream"],
+            defaults=defaults,
+            profile=profile,
+            host=HOSTS[host],
+            catalog_version=catalog["__mirrors_catalog_version"],
+            blocked=catalog["__mirrors_blocked_hosts"],
+            **kw,
+        )
     )
     return built
 
@@ -53,7 +60,7 @@ def test_catalog_entries_are_complete(catalog: dict[str, Any]) -> None:
     ids = [e["id"] for e in catalog["__mirrors_catalog"]]
     assert len(ids) == len(set(ids)), "duplicate catalog ids"
     for entry in catalog["__mirrors_catalog"]:
-        assert entry["resource"] in m.RESOURCES, entry
+        assert entry["resource"] in mirrors_common.RESOURCES, entry
         assert entry.get("last_verified"), f"{entry['id']} lacks last_verified"
         assert entry["confidence"] in ("documented", "observed", "unverified", "dead")
         when = datetime.date.fromisoformat(entry["last_verified"] + "-01")
@@ -136,7 +143,7 @@ def test_toolkit_repo_is_off_by_default_and_uses_debian_arch(
     (cand,) = p["resources"]["nct_apt"]["groups"]["nct_apt"]
     assert cand["url"] == f"https://mirrors.ustc.edu.cn/libnvidia-container/stable/deb/{arch}/"
     sel = m.select(p, healthy(p))
-    files = {f["dest"]: f for f in m.files_plan(p, sel)["write"]}
+    files = {f["dest"]: f for f in mirrors_files.files_plan(p, sel)["write"]}
     src = files["/etc/apt/sources.list.d/nvidia-container-toolkit.sources"]
     assert src["uri"] == cand["url"] and src["keyring"].endswith("toolkit-keyring.asc")
     key = files["/usr/share/keyrings/nvidia-container-toolkit-keyring.asc"]
@@ -145,7 +152,7 @@ def test_toolkit_repo_is_off_by_default_and_uses_debian_arch(
         "mirrors.ustc.edu.cn"
     )
     assert m.effective(p, sel)["nct_repo"] == cand["url"]
-    assert m.files_plan(p, sel)["remove"] == []  # cuda_apt is off
+    assert mirrors_files.files_plan(p, sel)["remove"] == []  # cuda_apt is off
 
 
 @pytest.mark.parametrize(
@@ -161,11 +168,11 @@ def test_cuda_keyring_list_is_set_aside_while_cuda_is_mirrored(
     path = "/etc/apt/sources.list.d/" + leftover
     defaults = {**resource_defaults, "cuda_apt": {**resource_defaults["cuda_apt"], "enabled": True}}
     p = plan(catalog, defaults, "tuna", host)
-    files = m.files_plan(p, m.select(p, healthy(p)))
+    files = mirrors_files.files_plan(p, m.select(p, healthy(p)))
     assert files["remove"] == [path]
     assert path not in [f["dest"] for f in files["write"]] and path not in files["restore"]
     p = plan(catalog, resource_defaults, "tuna", host)  # cuda_apt off again: the backup returns
-    assert path in m.files_plan(p, m.select(p, healthy(p)))["restore"]
+    assert path in mirrors_files.files_plan(p, m.select(p, healthy(p)))["restore"]
 
 
 @pytest.mark.parametrize(
@@ -229,10 +236,10 @@ def test_none_probes_nothing(catalog: dict[str, Any], resource_defaults: dict[st
     assert eff["registries"] == {} and eff["ntp"] == [] and eff["workload_env"] == {}
     assert eff["workload_env_file"] == "" and eff["workload_configmap"] == "mirror-env"
     assert eff["snap"] == {} and eff["nct_repo"] == ""
-    files = m.files_plan(p, m.select(p, []))
-    assert files["write"] == [] and m.FACT_PATH in files["restore"]
+    files = mirrors_files.files_plan(p, m.select(p, []))
+    assert files["write"] == [] and mirrors_files.FACT_PATH in files["restore"]
     for path in (
-        m.WORKLOAD_ENV_FILE,
+        mirrors_common.WORKLOAD_ENV_FILE,
         "/etc/apt/sources.list.d/nvidia-container-toolkit.sources",
         "/usr/share/keyrings/cuda-archive-keyring.asc",
         "/usr/share/keyrings/nvidia-container-toolkit-keyring.asc",
@@ -245,13 +252,15 @@ def test_auto_prefers_host_origin_and_cloud_vpc(
     catalog: dict[str, Any], resource_defaults: dict[str, Any]
 ) -> None:
     host = {**HOSTS["debian12"], "system_vendor": "Alibaba Cloud"}
-    p = m.build_plan(
-        catalog["__mirrors_catalog"],
-        profiles=catalog["__mirrors_profiles"],
-        upstream=catalog["__mirrors_upstream"],
-        defaults=resource_defaults,
-        profile="auto",
-        host=host,
+    p = build_plan(
+        PlanRequest(
+            catalog["__mirrors_catalog"],
+            profiles=catalog["__mirrors_profiles"],
+            upstream=catalog["__mirrors_upstream"],
+            defaults=resource_defaults,
+            profile="auto",
+            host=host,
+        )
     )
     ids = [c["id"] for c in p["resources"]["apt"]["groups"]["apt"]]
     assert ids[:2] == ["apt_origin", "apt_aliyun_vpc"]
@@ -324,7 +333,7 @@ def test_failure_modes(catalog: dict[str, Any], resource_defaults: dict[str, Any
     for mode in ("fail", "warn", "upstream"):
         sel = m.select(p, healthy(p, bad=bad), mode)
         assert sel["failed"] == {"pypi": mode}
-        files = m.files_plan(p, sel)
+        files = mirrors_files.files_plan(p, sel)
         written = [f["dest"] for f in files["write"]]
         assert "/etc/pip.conf" not in written
         assert ("/etc/pip.conf" in files["restore"]) == (mode != "warn")
@@ -358,10 +367,10 @@ def test_effective_exports_every_key(
     env = eff["workload_env"]
     assert env["PIP_INDEX_URL"] == eff["pypi_index"] == env["UV_DEFAULT_INDEX"]
     assert env["HF_ENDPOINT"] == "https://hf-mirror.com" and env["HF_HUB_DISABLE_XET"] == "1"
-    assert eff["workload_env_file"] == m.WORKLOAD_ENV_FILE
+    assert eff["workload_env_file"] == mirrors_common.WORKLOAD_ENV_FILE
     assert eff["snap"]["mode"] == "bundle" and eff["snap"]["config"] == {}
-    written = [f["dest"] for f in m.files_plan(p, m.select(p, healthy(p)))["write"]]
-    assert m.WORKLOAD_ENV_FILE in written
+    written = [f["dest"] for f in mirrors_files.files_plan(p, m.select(p, healthy(p)))["write"]]
+    assert mirrors_common.WORKLOAD_ENV_FILE in written
     assert eff["apt"]["security"] == eff["apt"]["base"]  # Ubuntu: same archive
     p = plan(
         catalog,

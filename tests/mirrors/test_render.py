@@ -16,6 +16,11 @@ import pytest
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 from ansible_collections.chutes.miner.plugins.module_utils import mirrors as m
+from ansible_collections.chutes.miner.plugins.module_utils import mirrors_common, mirrors_files
+from ansible_collections.chutes.miner.plugins.module_utils.mirrors_plan import (
+    PlanRequest,
+    build_plan,
+)
 
 from tests.mirrors.conftest import ROLE
 from tests.mirrors.hosts import HOSTS
@@ -73,16 +78,18 @@ def render_case(
     case: dict[str, Any], catalog: dict[str, Any], defaults: dict[str, Any]
 ) -> dict[str, str]:
     host = HOSTS[case["host"]]
-    plan = m.build_plan(
-        catalog["__mirrors_catalog"],
-        profiles=catalog["__mirrors_profiles"],
-        upstream=catalog["__mirrors_upstream"],
-        defaults=defaults,
-        profile=case["profile"],
-        overrides=case.get("overrides", {}),
-        custom=case.get("custom", {}),
-        host=host,
-        require_digests=case.get("digests", False),
+    plan = build_plan(
+        PlanRequest(
+            catalog["__mirrors_catalog"],
+            profiles=catalog["__mirrors_profiles"],
+            upstream=catalog["__mirrors_upstream"],
+            defaults=defaults,
+            profile=case["profile"],
+            overrides=case.get("overrides", {}),
+            custom=case.get("custom", {}),
+            host=host,
+            require_digests=case.get("digests", False),
+        )
     )
     assert plan["errors"] == []
     results = [
@@ -91,7 +98,7 @@ def render_case(
     ]
     selection = m.select(plan, results)
     effective = m.effective(plan, selection)
-    files = m.files_plan(plan, selection)
+    files = mirrors_files.files_plan(plan, selection)
     out: dict[str, str] = {}
     for item in files["write"]:
         if not item["src"]:
@@ -106,7 +113,7 @@ def render_case(
             "mirrors_require_digests": case.get("digests", False),
             "__mirrors_plan": plan,
             "__mirrors_selection": selection,
-            "__mirrors_marker": m.MARKER,
+            "__mirrors_marker": mirrors_common.MARKER,
             "item": item,
         }
         source = (ROLE / "templates" / item["src"]).read_text()
@@ -144,5 +151,5 @@ def test_every_written_file_carries_the_marker(
     name: str, catalog: dict[str, Any], resource_defaults: dict[str, Any]
 ) -> None:
     for dest, text in render_case(CASES[name], catalog, resource_defaults).items():
-        assert m.MARKER in text[:4096], dest
+        assert mirrors_common.MARKER in text[:4096], dest
         assert "{{" not in text and "{%" not in text, dest

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.chutes.miner.plugins.module_utils import mirrors
+from ansible_collections.chutes.miner.plugins.module_utils import mirrors_files
 
 DOCUMENTATION = r"""
 name: mirror_files
@@ -55,7 +55,7 @@ def mirror_files(
     selection: dict[str, Any], plan: dict[str, Any], microk8s: bool = False
 ) -> dict[str, Any]:
     """``{{ selection | chutes.miner.mirror_files(plan, microk8s) }}``."""
-    return dict(mirrors.files_plan(plan, selection, microk8s))
+    return dict(mirrors_files.files_plan(plan, selection, microk8s))
 
 
 class FilterModule:

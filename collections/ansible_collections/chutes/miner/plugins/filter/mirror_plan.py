@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.chutes.miner.plugins.module_utils import mirrors
+from ansible_collections.chutes.miner.plugins.module_utils.mirrors_plan import (
+    PlanRequest,
+    build_plan,
+)
 
 DOCUMENTATION = r"""
 name: mirror_plan
@@ -111,9 +114,8 @@ def mirror_plan(
     **options: Any,
 ) -> dict[str, Any]:
     """``{{ catalog | chutes.miner.mirror_plan(profiles=..., profile=..., ...) }}``."""
-    return dict(
-        mirrors.build_plan(catalog, profiles, upstream, defaults, profile=profile, **options)
-    )
+    request = PlanRequest(catalog, profiles, upstream, defaults, profile=profile, **options)
+    return dict(build_plan(request))
 
 
 class FilterModule:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.chutes.miner.plugins.module_utils import mirrors
+from ansible_collections.chutes.miner.plugins.module_utils import pgp
 
 DOCUMENTATION = r"""
 name: pgp_fingerprints
@@ -45,7 +45,7 @@ _value:
 def pgp_fingerprints(armored: str) -> list[str]:
     """``{{ lookup('file', key) | chutes.miner.pgp_fingerprints }}``."""
     try:
-        return list(mirrors.pgp_fingerprints(str(armored)))
+        return list(pgp.pgp_fingerprints(str(armored)))
     except ValueError as exc:
         raise AnsibleFilterError(f"pgp_fingerprints: {exc}") from exc
 

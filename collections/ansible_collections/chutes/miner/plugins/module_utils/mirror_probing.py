@@ -2,7 +2,7 @@
 # MIT License
 """Parallel, bounded, content-checking probes of mirror candidates (stdlib only).
 
-Each probe spec (built by mirrors.build_plan) has a ``kind``:
+Each probe spec (built by mirrors_plan.build_plan) has a ``kind``:
 apt (``dists/<suite>/InRelease``), flat_apt (``InRelease``), pypi (``<index>/<pkg>/``
 lists ``<pkg>-``), registry (``/v2/`` then a manifest HEAD per required image, with
 the bearer-token flow), file (GET, optional sha256), k8s_release (a release tree's

@@ -737,17 +737,22 @@ def _mirror_errors(
     mirrors: Mapping[str, Any], profile: str, overrides: Any, custom: Any, on_failure: str
 ) -> Any:
     """The errors of the mirrors role's plan builder for these inputs (it may raise)."""
-    from ansible_collections.chutes.miner.plugins.module_utils.mirrors import build_plan
+    from ansible_collections.chutes.miner.plugins.module_utils.mirrors_plan import (
+        PlanRequest,
+        build_plan,
+    )
 
     plan = build_plan(
-        mirrors["catalog"],
-        mirrors["profiles"],
-        mirrors["upstream"],
-        mirrors["defaults"],
-        profile=profile,
-        overrides=overrides,
-        custom=custom,
-        on_failure=on_failure,
+        PlanRequest(
+            mirrors["catalog"],
+            mirrors["profiles"],
+            mirrors["upstream"],
+            mirrors["defaults"],
+            profile=profile,
+            overrides=overrides,
+            custom=custom,
+            on_failure=on_failure,
+        )
     )
     return [(str(e.get("en", "")), str(e.get("zh", ""))) for e in plan.get("errors", [])]
 

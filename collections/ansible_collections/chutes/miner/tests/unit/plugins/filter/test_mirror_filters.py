@@ -1,5 +1,6 @@
-"""The mirrors role's filters: thin wrappers over module_utils/mirrors.py (tested in depth by the
-repository's tests/mirrors) that turn its ValueError into a filter error with the input named."""
+"""The mirrors role's filters: thin wrappers over module_utils/mirrors*.py and pgp.py (tested in
+depth by the repository's tests/mirrors) that turn its ValueError into a filter error with the
+input named."""
 
 from __future__ import annotations
 
