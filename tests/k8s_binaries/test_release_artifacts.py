@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
 from ansible_collections.chutes.miner.plugins.modules import release_artifacts as ra
 
 
@@ -67,6 +69,13 @@ def _tgz(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def _run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """The module's run() with a real AnsibleModule for its file writes (atomic_move)."""
+    with patch_module_args({}):
+        module = AnsibleModule(argument_spec={}, supports_check_mode=True)
+    return ra.run(params, check_mode, module)
+
+
 def _params(tmp_path: Path, artifacts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "artifacts": [
@@ -108,7 +117,7 @@ def test_installs_after_verifying_and_reruns_download_nothing(
     root, base, requests = tree
     out = tmp_path / "bin"
     params = _params(tmp_path, _layout(root, base, out))
-    result = ra.run(params, check_mode=False)
+    result = _run(params, check_mode=False)
     assert result["changed"] and result["installed"] == ["kubelet", "kubectl", "containerd"]
     assert (out / "kubelet").read_bytes() == b"kubelet-binary"
     assert (out / "ctr").read_bytes() == b"ctr-binary"
@@ -116,7 +125,7 @@ def test_installs_after_verifying_and_reruns_download_nothing(
     assert os.listdir(params["staging_dir"]) == []
     # Rerun: nothing downloaded, not even a checksum file.
     requests.clear()
-    again = ra.run(params, check_mode=False)
+    again = _run(params, check_mode=False)
     assert not again["changed"] and again["current"] == ["kubelet", "kubectl", "containerd"]
     assert requests == []
 
@@ -127,10 +136,10 @@ def test_a_changed_file_on_disk_is_installed_again(
     root, base, requests = tree
     out = tmp_path / "bin"
     params = _params(tmp_path, _layout(root, base, out))
-    ra.run(params, check_mode=False)
+    _run(params, check_mode=False)
     (out / "kubelet").write_bytes(b"replaced by hand")
     requests.clear()
-    result = ra.run(params, check_mode=False)
+    result = _run(params, check_mode=False)
     assert result["installed"] == ["kubelet"] and result["changed_files"] == [str(out / "kubelet")]
     assert (out / "kubelet").read_bytes() == b"kubelet-binary"
     assert sorted(requests) == sorted(
@@ -141,7 +150,7 @@ def test_a_changed_file_on_disk_is_installed_again(
     )
     # Touched but identical: rehashed once, not reinstalled.
     os.utime(out / "kubectl", (1, 1))
-    assert not ra.run(params, check_mode=False)["changed"]
+    assert not _run(params, check_mode=False)["changed"]
 
 
 def test_one_tampered_binary_installs_nothing(
@@ -153,7 +162,7 @@ def test_one_tampered_binary_installs_nothing(
     # The mirror serves a different kubectl than its published checksum.
     (root / "kubernetes/v1.34.4/bin/linux/amd64/kubectl").write_bytes(b"evil")
     with pytest.raises(ra.ArtifactError) as err:
-        ra.run(params, check_mode=False)
+        _run(params, check_mode=False)
     (problem,) = err.value.problems
     want = hashlib.sha256(b"kubectl-binary").hexdigest()
     assert "kubectl: sha256 mismatch" in problem[0] and want in problem[0]
@@ -173,7 +182,7 @@ def test_every_problem_is_reported_at_once(
     artifacts[1]["sha256"] = "0" * 64  # a wrong pin wins over the mirror's checksum file
     artifacts[2]["files"]["bin/runc"] = str(out / "runc")
     with pytest.raises(ra.ArtifactError) as err:
-        ra.run(_params(tmp_path, artifacts), check_mode=False)
+        _run(_params(tmp_path, artifacts), check_mode=False)
     english = [en for en, _ in err.value.problems]
     assert len(english) == 3, english
     assert english[0].startswith("kubelet: no checksum found") and "HTTP 404" in english[0]
@@ -201,7 +210,7 @@ def test_checksum_files_are_tried_in_order(
         "checksum_urls": [f"{url}.sha256", f"{base}/{rel}/SHA256SUMS"],
         "dest": str(tmp_path / "bin" / "etcd.tar.gz"),
     }
-    assert ra.run(_params(tmp_path, [artifact]), check_mode=False)["installed"] == ["etcd"]
+    assert _run(_params(tmp_path, [artifact]), check_mode=False)["installed"] == ["etcd"]
 
 
 def test_pinned_digest_and_offline_directory(tmp_path: Path) -> None:
@@ -218,7 +227,7 @@ def test_pinned_digest_and_offline_directory(tmp_path: Path) -> None:
         "dest": str(out / "runc"),
     }
     params = _params(tmp_path, [artifact])
-    assert ra.run(params, check_mode=False)["installed"] == ["runc"]
+    assert _run(params, check_mode=False)["installed"] == ["runc"]
     assert (out / "runc").read_bytes() == data
     record = json.loads(Path(params["state_file"]).read_text())["artifacts"]["runc"]
     assert record["files"][str(out / "runc")]["sha256"] == hashlib.sha256(data).hexdigest()
@@ -229,7 +238,7 @@ def test_check_mode_downloads_and_installs_nothing(
 ) -> None:
     root, base, requests = tree
     out = tmp_path / "bin"
-    result = ra.run(_params(tmp_path, _layout(root, base, out)), check_mode=True)
+    result = _run(_params(tmp_path, _layout(root, base, out)), check_mode=True)
     assert result["changed"] and len(result["installed"]) == 3
     assert requests == [] and not out.exists()
 

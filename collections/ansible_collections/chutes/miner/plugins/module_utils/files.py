@@ -2,19 +2,22 @@
 # MIT License (see LICENSE in the collection root)
 """Whole-file writes of the collection's modules, through AnsibleModule.atomic_move.
 
-``replace_file`` is the one way a module of this collection puts a file in place: written to a
-temporary file in the same directory, given its mode (and root ownership when the module runs
-as root), then renamed over the old file by ``atomic_move``, which also keeps the SELinux
-context right. A reader never sees a half-written file, and the file is never readable by more
-than ``mode`` allows, not even for a moment.
+``replace_file`` (bytes) and ``place_stream`` (a stream, hashed as it is copied) are the one way
+a module of this collection puts a file in place: written to a temporary file in the same
+directory, given its mode (and root ownership when the module runs as root), then renamed over
+the old file by ``atomic_move``, which also keeps the SELinux context right. A reader never
+sees a half-written file, and the file is never readable by more than ``mode`` allows, not even
+for a moment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import IO, Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -27,13 +30,39 @@ def replace_file(
     module: AnsibleModule, path: str, data: bytes, mode: int, dir_mode: int = 0o755
 ) -> None:
     """Put ``data`` at ``path`` with ``mode``; missing parent directories get ``dir_mode``."""
+    _put(module, path, mode, dir_mode, lambda fh: fh.write(data))
+
+
+def place_stream(
+    module: AnsibleModule,
+    path: str,
+    src: IO[bytes],
+    mode: int,
+    dir_mode: int = 0o755,
+    chunk: int = 1 << 20,
+) -> str:
+    """Copy ``src`` to ``path`` as ``replace_file`` does, in chunks; the sha256 of what it wrote."""
+    digest = hashlib.sha256()
+
+    def write(fh: IO[bytes]) -> None:
+        for block in iter(lambda: src.read(chunk), b""):
+            digest.update(block)
+            fh.write(block)
+
+    _put(module, path, mode, dir_mode, write)
+    return digest.hexdigest()
+
+
+def _put(
+    module: AnsibleModule, path: str, mode: int, dir_mode: int, write: Callable[[IO[bytes]], Any]
+) -> None:
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=dir_mode, exist_ok=True)
     root = os.geteuid() == 0  # always on hosts; unit tests also run unprivileged
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".chutes-miner.")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
         os.chmod(tmp, mode)
         if root:
             os.chown(tmp, 0, 0)

@@ -127,7 +127,6 @@ import json
 import os
 import re
 import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 from collections.abc import Callable
@@ -136,6 +135,7 @@ from typing import Any, TypeVar
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
+from ansible_collections.chutes.miner.plugins.module_utils.files import place_stream, replace_file
 
 T = TypeVar("T")
 _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -382,26 +382,7 @@ def stage(todo: list[Artifact], staging: str, timeout: int, retries: int) -> dic
     return staged
 
 
-def _place(src: Any, dest: str, mode: int) -> str:
-    """Copy a stream to ``dest`` through a temporary file in the same directory; its sha256."""
-    os.makedirs(os.path.dirname(dest) or "/", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".release-artifacts.", dir=os.path.dirname(dest) or "/")
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: src.read(_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        os.chmod(tmp, mode)
-        os.rename(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return digest.hexdigest()
-
-
-def install(art: Artifact, staged: str) -> dict[str, Any]:
+def install(module: AnsibleModule, art: Artifact, staged: str) -> dict[str, Any]:
     files: dict[str, Any] = {}
     if art.archive:
         with tarfile.open(staged, "r:*") as tar:
@@ -411,12 +392,12 @@ def install(art: Artifact, staged: str) -> dict[str, Any]:
                 if handle is None:
                     raise OSError(f"{art.name}: {member} is not a regular file")
                 with handle:
-                    digest = _place(handle, dest, art.mode)
+                    digest = place_stream(module, dest, handle, art.mode, chunk=_CHUNK)
                 files[dest] = {"sha256": digest, "stat": _stat(dest)}
     else:
         dest = art.files[""]
         with open(staged, "rb") as handle:
-            digest = _place(handle, dest, art.mode)
+            digest = place_stream(module, dest, handle, art.mode, chunk=_CHUNK)
         files[dest] = {"sha256": digest, "stat": _stat(dest)}
     return {"key": art.key(), "files": files}
 
@@ -430,16 +411,12 @@ def load_state(path: str) -> dict[str, Any]:
     return data if isinstance(data.get("artifacts"), dict) else {"artifacts": {}}
 
 
-def save_state(path: str, state: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=os.path.dirname(path))
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(state, out, indent=1, sort_keys=True)
-    os.chmod(tmp, 0o600)
-    os.rename(tmp, path)
+def save_state(module: AnsibleModule, path: str, state: dict[str, Any]) -> None:
+    data = json.dumps(state, indent=1, sort_keys=True).encode("utf-8")
+    replace_file(module, path, data, 0o600, dir_mode=0o700)
 
 
-def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+def run(params: dict[str, Any], check_mode: bool, module: AnsibleModule) -> dict[str, Any]:
     artifacts = [parse(spec) for spec in params["artifacts"]]
     names = [a.name for a in artifacts]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -460,18 +437,18 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         return result
     if not todo:
         if json.dumps(state, sort_keys=True) != before:  # refreshed stats only: not a change
-            save_state(params["state_file"], state)
+            save_state(module, params["state_file"], state)
         return result
     staging = params["staging_dir"]
     os.makedirs(staging, mode=0o700, exist_ok=True)
     try:
         staged = stage(todo, staging, params["timeout"], params["retries"])
         for art in todo:
-            state["artifacts"][art.name] = install(art, staged[art.name])
+            state["artifacts"][art.name] = install(module, art, staged[art.name])
     finally:
         for entry in os.listdir(staging):
             os.unlink(os.path.join(staging, entry))
-    save_state(params["state_file"], state)
+    save_state(module, params["state_file"], state)
     return result
 
 
@@ -500,7 +477,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        result = run(module.params, module.check_mode)
+        result = run(module.params, module.check_mode, module)
     except ArtifactError as exc:
         lines = [f"- {en}\n  {zh}" for en, zh in exc.problems]
         module.fail_json(

@@ -3,6 +3,8 @@ AnsibleModule.atomic_move, and a file is never readable by more than its mode al
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import stat
@@ -13,6 +15,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.chutes.miner.plugins.module_utils.files import (
     load_json,
+    place_stream,
     replace_file,
     save_json,
 )
@@ -86,3 +89,32 @@ def test_json_state_round_trip(tmp_path: Path, module: AnsibleModule) -> None:
     assert load_json(str(path), None) == {"a": [2], "b": 1}
     path.write_text("{not json")
     assert load_json(str(path), []) == []  # unreadable: the default
+
+
+def test_place_stream_copies_in_chunks_and_returns_the_sha256(
+    tmp_path: Path, module: AnsibleModule
+) -> None:
+    data = bytes(range(256)) * 41  # 10,496 bytes: several chunks and a short last one
+    dest = tmp_path / "bin" / "tool"
+    digest = place_stream(module, str(dest), io.BytesIO(data), 0o755, chunk=1000)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert dest.read_bytes() == data and _mode(dest) == 0o755
+    assert _leftovers(dest.parent) == []
+    # over an existing file: replaced whole, same mode rule
+    again = place_stream(module, str(dest), io.BytesIO(b"new"), 0o700)
+    assert again == hashlib.sha256(b"new").hexdigest() and dest.read_bytes() == b"new"
+    assert _mode(dest) == 0o700
+
+
+def test_place_stream_leaves_nothing_when_the_source_fails(
+    tmp_path: Path, module: AnsibleModule
+) -> None:
+    class Broken(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise OSError("connection reset")
+
+    dest = tmp_path / "tool"
+    dest.write_bytes(b"old")
+    with pytest.raises(OSError, match="connection reset"):
+        place_stream(module, str(dest), Broken(), 0o755)
+    assert dest.read_bytes() == b"old" and _leftovers(tmp_path) == []
