@@ -5,11 +5,14 @@ validator whose lists were not read whole."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
 import pytest
+from bittensor_wallet import Keypair
+from control_api.clients.miner_validator import HttpMinerValidator
 from control_api.scheduler import manifests
 from control_api.scheduler.reconcile import ReconcileReport
 from prometheus_client import REGISTRY
@@ -17,6 +20,7 @@ from prometheus_client import REGISTRY
 from tests.conftest import SettingsFactory
 from tests.sched_rig import Rig, make_rig, rows
 from tests.sched_standins import node, remote_chute
+from tests.sched_validator import MinerApiStandin
 from tests.seed import add_server
 
 STATE_SQL = (
@@ -227,3 +231,60 @@ def test_a_second_reconcile_changes_nothing(rig: Rig, db: psycopg2.extensions.co
     assert quiet(second), second
     assert (rows(db, STATE_SQL), rows(db, "SELECT chute_id, version FROM chutes")) == state
     assert (rig.validator.deleted_instances, rig.validator.launches) == calls
+
+
+def test_over_http_against_the_standin_validator(
+    make_settings: SettingsFactory,
+    db: psycopg2.extensions.connection,
+    miner_key: Keypair,
+    validator_key: Keypair,
+) -> None:
+    """The same repairs through the real client and the validator's routes (signed D2,
+    streamed lists, DELETE /instances/...)."""
+    api = MinerApiStandin(miner_key.ss58_address).start()
+    client = HttpMinerValidator(miner_key, timeout_s=5, pause_s=0.01)
+    validators = {
+        "defaultRegistry": "registry.example",
+        "defaultApi": api.url,
+        "supported": [
+            {
+                "hotkey": validator_key.ss58_address,
+                "registry": "r",
+                "api": api.url,
+                "socket": api.url,
+            }
+        ],
+    }
+    rig = make_rig(make_settings(validators=json.dumps(validators)))
+    rig.scheduler.validator = client
+    try:
+        add_server(db, "uid-1", name="gpu-1", validator=rig.validator_hotkey)
+        rig.kube.add_node(node("gpu-1", "uid-1"))
+        api.add_chute("c1")  # published while the scheduler was away
+        report = rig.reconciler.run()
+        assert report.remote.chutes_added == ["c1"] and not report.errors
+        [(dep, config)] = rows(db, "SELECT deployment_id, config_id FROM deployments")
+        iid = api.add_instance("c1", config, active=True, verified=True)
+        orphan = api.add_instance("c1", "cfg-unknown")
+        report = rig.reconciler.run()
+        assert report.remote.instances_synced == [dep]
+        assert report.remote.remote_orphans_deleted == [orphan]
+        assert rows(db, "SELECT instance_id, active, stub FROM deployments") == [(iid, True, False)]
+        # the chute is withdrawn, but the list breaks off: nothing happens
+        api.state.chutes.clear()
+        api.state.cut_after = 0
+        report = rig.reconciler.run()
+        assert report.remote.validators_skipped == [rig.validator_hotkey]
+        assert rows(db, "SELECT count(*) FROM chutes") == [(1,)]
+        api.state.cut_after = None
+        report = rig.reconciler.run()
+        assert report.remote.chutes_removed == ["c1"] and not report.errors
+        assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
+        assert api.state.deleted_instances == [("c1", orphan), ("c1", iid)]
+        assert api.state.instances == {}
+        assert quiet(rig.reconciler.run())
+        assert api.state.bad_signatures == []
+    finally:
+        rig.close()
+        client.close()
+        api.stop()
