@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +189,7 @@ class MemoryMinerValidator:
     withdrawn: set[str] = field(default_factory=set)  # chute ids no longer listed
     down: bool = False
     cut_lists: bool = False  # the list streams break off (a partial read)
+    after_instances: Callable[[], None] | None = None  # runs once the instance list is read
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, chute: RemoteChute) -> RemoteChute:
@@ -262,7 +264,10 @@ class MemoryMinerValidator:
     def instances(self, api: str) -> list[RemoteInstance]:
         self._check_list()
         with self._lock:
-            return list(self.instance_rows.values())
+            listed = list(self.instance_rows.values())
+        if self.after_instances is not None:
+            self.after_instances()  # e.g. an event handled while reconcile goes on
+        return listed
 
 
 @dataclass

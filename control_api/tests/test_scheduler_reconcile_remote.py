@@ -5,8 +5,10 @@ validator whose lists were not read whole."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg2
@@ -175,6 +177,72 @@ def test_remote_orphans_are_deleted(rig: Rig, db: psycopg2.extensions.connection
     assert set(rig.validator.instance_rows) == {known.instance_id, someone_else.instance_id}
     assert rows(db, "SELECT deployment_id FROM deployments") == [(dep,)]
     assert quiet(rig.reconciler.run())
+
+
+def test_an_event_newer_than_the_lists_wins(rig: Rig, db: psycopg2.extensions.connection) -> None:
+    """The lists are read, then an instance event is handled, then reconcile compares: the
+    older lists neither deactivate the instance nor undeploy a deployment whose instance was
+    created a moment ago (long after its launch)."""
+    dep, cfg = deploy(rig, db, "c1")
+    slow, slow_cfg = deploy(rig, db, "c2")
+    age(db, slow, 900)  # an image that took 15 minutes to pull
+    inst = rig.validator.add_instance("c1", cfg, verified=True)
+    rig.reconciler.run()
+    events = [
+        (
+            "instance_activated",
+            {"chute_id": "c1", "instance_id": inst.instance_id, "config_id": cfg},
+        ),
+        ("instance_created", {"chute_id": "c2", "instance_id": "i-new", "config_id": slow_cfg}),
+    ]
+
+    def meanwhile() -> None:
+        for event_type, data in events:
+            rig.handle(event_type, **data)
+        rig.validator.after_instances = None
+
+    rig.validator.after_instances = meanwhile
+    report = rig.reconciler.run()
+    assert report.remote.changes() == 0 and not report.errors
+    got = rows(db, "SELECT deployment_id, instance_id, active FROM deployments")
+    assert sorted(got) == sorted([(dep, inst.instance_id, True), (slow, "i-new", False)])
+
+
+def waits_for_the_chute_lock(
+    rig: Rig,
+    db: psycopg2.extensions.connection,
+    work: Callable[[], object],
+    chutes: tuple[int, int],
+) -> None:
+    """`work` touches chute c1 while someone else holds c1's lock: it waits (the chute count
+    stays chutes[0]) and finishes once the lock is free (chutes[1])."""
+    lock = rig.scheduler.chute_lock("c1")
+    lock.acquire()
+    try:
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive()
+        assert rows(db, "SELECT count(*) FROM chutes") == [(chutes[0],)]
+    finally:
+        lock.release()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert rows(db, "SELECT count(*) FROM chutes") == [(chutes[1],)]
+
+
+def test_reconcile_waits_for_an_event_about_the_same_chute(
+    rig: Rig, db: psycopg2.extensions.connection
+) -> None:
+    deploy(rig, db, "c1")
+    rig.validator.withdrawn.add("c1")
+    waits_for_the_chute_lock(rig, db, rig.reconciler.run, (1, 0))
+
+
+def test_event_handlers_take_the_chute_lock(rig: Rig, db: psycopg2.extensions.connection) -> None:
+    rig.validator.add(remote_chute("c1"))
+    created = functools.partial(rig.handle, "chute_created", chute_id="c1", version="1")
+    waits_for_the_chute_lock(rig, db, created, (0, 1))
 
 
 def drift(rig: Rig, db: psycopg2.extensions.connection) -> dict[str, Any]:

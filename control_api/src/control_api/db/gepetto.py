@@ -677,22 +677,35 @@ def instance_rows(conn: connection, validator: str) -> list[InstanceRow]:
 
 
 def sync_instance(
-    conn: connection, deployment_id: str, instance_id: str, active: bool, verified: bool
+    conn: connection,
+    deployment_id: str,
+    instance_id: str,
+    *,
+    was_active: bool,
+    active: bool,
+    verified: bool,
 ) -> bool:
     """Take the validator's view of a live deployment's instance: its id (when still
-    missing), `active` (clearing `stub` and stamping `activated_at` on activation) and
-    `verified_at` (set once). True when the row changed."""
+    missing), `active` and `verified_at` (set once). Activation also clears `stub` and stamps
+    `activated_at`. `active` changes only while the row still has `was_active` (what it had
+    before the validator's list was read): an `instance_activated` event handled since then
+    is newer than the list and wins. True when the row was updated."""
     with conn.cursor() as cur:
         cur.execute(
             "UPDATE deployments SET instance_id = coalesce(instance_id, %(iid)s),"
-            " active = %(active)s, stub = stub AND NOT %(active)s,"
+            " active = CASE WHEN active = %(was)s THEN %(active)s ELSE active END,"
+            " stub = stub AND NOT %(active)s,"
             " activated_at = CASE WHEN %(active)s THEN coalesce(activated_at, now())"
             " ELSE activated_at END,"
             " verified_at = CASE WHEN %(verified)s THEN coalesce(verified_at, now())"
             " ELSE verified_at END"
-            " WHERE deployment_id = %(dep)s AND terminating_at IS NULL"
-            " AND (instance_id IS NULL OR active <> %(active)s OR (stub AND %(active)s)"
-            " OR (%(verified)s AND verified_at IS NULL))",
-            {"iid": instance_id, "active": active, "verified": verified, "dep": deployment_id},
+            " WHERE deployment_id = %(dep)s AND terminating_at IS NULL",
+            {
+                "iid": instance_id,
+                "was": was_active,
+                "active": active,
+                "verified": verified,
+                "dep": deployment_id,
+            },
         )
         return bool(cur.rowcount)

@@ -79,12 +79,19 @@ class Scheduler:
         self.state_cache = q.StateCache()
         self._disk: dict[str, tuple[float, float | None]] = {}
         self._lock = threading.Lock()
+        self._chute_locks: dict[str, threading.RLock] = {}
 
     # plumbing ----------------------------------------------------------------------------
 
     def api_of(self, validator: str) -> str | None:
         v = self.settings.validators.get(validator)
         return v.api if v else None
+
+    def chute_lock(self, chute_id: str) -> threading.RLock:
+        """Held by an event handler about the chute and by reconcile's steps for it: the
+        stream orders events per chute, this keeps reconcile out of their way too."""
+        with self._lock:
+            return self._chute_locks.setdefault(chute_id, threading.RLock())
 
     def _for_us(self, data: ev._Data) -> bool:
         return data.miner_hotkey is None or data.miner_hotkey == self.settings.miner_ss58
@@ -134,7 +141,12 @@ class Scheduler:
             log.info("scheduler.event_not_ours", extra={"event_type": event.event_type})
             return
         handler = getattr(self, f"on_{event.event_type}")
-        handler(data)
+        chute_id = getattr(data, "chute_id", None)
+        if chute_id:
+            with self.chute_lock(chute_id):
+                handler(data)
+        else:
+            handler(data)
 
     # chutes ------------------------------------------------------------------------------
 

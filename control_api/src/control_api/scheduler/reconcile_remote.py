@@ -6,21 +6,24 @@ its list of this miner's instances are compared with PostgreSQL, validator by va
    sends a malformed item is skipped for this round (logged, `gepetto_validator_view_stale`
    set to 1, `gepetto_validator_refresh_failures_total` counted): nothing of it is added,
    changed or deleted from a partial view.
-2. Chutes: a chute the validator lists that is not here is handled as `chute_created`; one
-   whose version or fields differ as `chute_updated`; a local chute of that validator it no
-   longer lists as `chute_deleted` (its deployments undeployed, then the row and ConfigMap).
-3. Deployments (chutes in a rolling update are left to the `rolling_update` handler): the
+2. Deployments (chutes in a rolling update are left to the `rolling_update` handler): the
    remote instance with a deployment's `config_id` fills a missing `instance_id`; `active` and
    `verified` follow the remote instance; a live deployment whose instance is no longer listed
    is undeployed (no DELETE back) once it is older than the instance-creation grace, so one
    launched a moment ago is not killed.
-4. Remote orphans: an instance listed for this miner that no local deployment knows (by
+3. Remote orphans: an instance listed for this miner that no local deployment knows (by
    instance id or config id) is deleted at the validator.
+4. Chutes: a chute the validator lists that is not here is handled as `chute_created`; one
+   whose version or fields differ as `chute_updated`; a local chute of that validator it no
+   longer lists as `chute_deleted` (its deployments undeployed, their instances DELETEd, then
+   the row and ConfigMap). Last, so those deployments are not handled twice.
 
-The remote lists are read before the local rows: a deployment stores its `config_id` before
-its pod starts, so every instance in a list read earlier already has its row unless it really
-is an orphan. Orphans are judged against the rows read right after the refresh, so an instance
-whose deployment this round undeployed (and DELETEd) is not deleted a second time.
+Local rows are read twice, around the lists. Deployment decisions rest on the rows read
+before: an instance created or activated (by its event) after the lists were read is never
+undone or undeployed by the older lists. Orphans are judged against the rows read after: a
+deployment stores its `config_id` before its pod starts, so an instance in the lists that no
+row then knows is really an orphan. Each chute's steps hold that chute's lock, which event
+handlers about the chute take too (`Scheduler.chute_lock`), so they never interleave.
 """
 
 from __future__ import annotations
@@ -106,53 +109,75 @@ def sync_chutes(s: Scheduler, view: ValidatorView, report: RemoteReport) -> None
         data = ChuteData(validator=view.hotkey, chute_id=chute_id, version=remote.version)
         mine = local.get(chute_id)
         if mine is None:
-            if _step(report, f"add chute {chute_id}", s.on_chute_created, data):
+            if _step(s, report, "add", s.on_chute_created, data):
                 report.chutes_added.append(chute_id)
         elif mine != q.ChuteFingerprint.of(remote):
-            if _step(report, f"update chute {chute_id}", s.on_chute_updated, data):
+            if _step(s, report, "update", s.on_chute_updated, data):
                 report.chutes_updated.append(chute_id)
     for chute_id in sorted(set(local) - set(view.chutes)):
         data = ChuteData(validator=view.hotkey, chute_id=chute_id, version=local[chute_id].version)
         log.warning("scheduler.chute_gone_remotely", extra={"chute_id": chute_id})
-        if _step(report, f"remove chute {chute_id}", s.on_chute_deleted, data):
+        if _step(s, report, "remove", s.on_chute_deleted, data):
             report.chutes_removed.append(chute_id)
 
 
 def sync_deployments(
-    s: Scheduler, view: ValidatorView, report: RemoteReport, grace_s: float
+    s: Scheduler,
+    view: ValidatorView,
+    before: list[q.InstanceRow],
+    report: RemoteReport,
+    grace_s: float,
 ) -> None:
-    with s.db.connection() as conn:
-        rows = q.instance_rows(conn, view.hotkey)
+    """`before`: the deployments as read before the lists. Decisions rest on them, so an
+    event handled after the lists were read (an instance created or activated a moment ago)
+    is never undone by the older list."""
     by_config = {i.config_id: i for i in view.instances.values() if i.config_id}
-    for row in rows:
+    for row in before:
         if row.terminating or row.chute_id in view.rolling:
             continue
         remote = view.instances.get(row.instance_id) if row.instance_id else None
         if remote is None and row.instance_id is None and row.config_id:
             remote = by_config.get(row.config_id)
-        if remote is not None:
-            with s.db.connection() as conn:
-                changed = q.sync_instance(
-                    conn, row.deployment_id, remote.instance_id, remote.active, remote.verified
+        with s.chute_lock(row.chute_id):
+            if remote is not None:
+                if _sync_one(s, row, remote):
+                    report.instances_synced.append(row.deployment_id)
+            elif row.instance_id is not None and row.age_s >= grace_s:
+                log.warning(
+                    "scheduler.instance_vanished",
+                    extra={"deployment_id": row.deployment_id, "instance_id": row.instance_id},
                 )
-            if changed:
-                report.instances_synced.append(row.deployment_id)
-        elif row.instance_id is not None and row.age_s >= grace_s:
-            log.warning(
-                "scheduler.instance_vanished",
-                extra={"deployment_id": row.deployment_id, "instance_id": row.instance_id},
-            )
-            s.undeploy(row.deployment_id, tell_validator=False, reason="instance vanished")
-            report.instances_vanished.append(row.deployment_id)
+                s.undeploy(row.deployment_id, tell_validator=False, reason="instance vanished")
+                report.instances_vanished.append(row.deployment_id)
+
+
+def _sync_one(s: Scheduler, row: q.InstanceRow, remote: RemoteInstance) -> bool:
+    stale = (
+        row.instance_id is None
+        or remote.active != row.active
+        or (remote.active and row.stub)
+        or (remote.verified and not row.verified)
+    )
+    if not stale:
+        return False
+    with s.db.connection() as conn:
+        return q.sync_instance(
+            conn,
+            row.deployment_id,
+            remote.instance_id,
+            was_active=row.active,
+            active=remote.active,
+            verified=remote.verified,
+        )
 
 
 def delete_remote_orphans(
-    client: MinerValidator, view: ValidatorView, rows: list[q.InstanceRow], report: RemoteReport
+    client: MinerValidator, view: ValidatorView, after: list[q.InstanceRow], report: RemoteReport
 ) -> None:
-    """`rows`: the deployments as read right after the refresh. One undeployed since (a chute
-    withdrawn, an instance vanished) has already told the validator; it is no orphan."""
-    known = {r.instance_id for r in rows if r.instance_id}
-    configs = {r.config_id for r in rows if r.config_id}
+    """`after`: the deployments as read after the lists. A deployment stores its `config_id`
+    before its pod starts, so an instance in the lists that none of them knows is an orphan."""
+    known = {r.instance_id for r in after if r.instance_id}
+    configs = {r.config_id for r in after if r.config_id}
     for inst in sorted(view.instances.values(), key=lambda i: i.instance_id):
         if inst.instance_id in known or (inst.config_id and inst.config_id in configs):
             continue
@@ -174,6 +199,8 @@ def reconcile_validators(s: Scheduler, grace_s: float = INSTANCE_GRACE_S) -> Rem
     """Steps 1-4 for every supported validator, one after the other."""
     report = RemoteReport()
     for v in s.settings.validators.supported:
+        with s.db.connection() as conn:
+            before = q.instance_rows(conn, v.hotkey)
         try:
             view = refresh_view(s.validator, v.hotkey, v.api, s.settings.miner_ss58)
         except ValidatorError as exc:
@@ -187,21 +214,27 @@ def reconcile_validators(s: Scheduler, grace_s: float = INSTANCE_GRACE_S) -> Rem
             continue
         VIEW_STALE.labels(v.hotkey).set(0)
         with s.db.connection() as conn:
-            rows = q.instance_rows(conn, v.hotkey)
+            after = q.instance_rows(conn, v.hotkey)
+        sync_deployments(s, view, before, report, grace_s)
+        delete_remote_orphans(s.validator, view, after, report)
         sync_chutes(s, view, report)
-        sync_deployments(s, view, report, grace_s)
-        delete_remote_orphans(s.validator, view, rows, report)
     return report
 
 
 def _step(
-    report: RemoteReport, what: str, handler: Callable[[ChuteData], None], data: ChuteData
+    s: Scheduler,
+    report: RemoteReport,
+    what: str,
+    handler: Callable[[ChuteData], None],
+    data: ChuteData,
 ) -> bool:
-    """Run one chute handler; a failure is reported and the others still run."""
+    """Run one chute handler under the chute's lock (events about it wait); a failure is
+    reported and the other chutes still run."""
     try:
-        handler(data)
+        with s.chute_lock(data.chute_id):
+            handler(data)
     except Exception as exc:  # noqa: BLE001 - one chute must not stop the others
-        log.exception("scheduler.reconcile_chute_failed", extra={"step": what})
-        report.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+        log.exception("scheduler.reconcile_chute_failed", extra={"chute_id": data.chute_id})
+        report.errors.append(f"{what} chute {data.chute_id}: {type(exc).__name__}: {exc}")
         return False
     return True
