@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 
 from tests.conftest import SettingsFactory
 from tests.sched_rig import Rig, make_rig, rows
-from tests.sched_standins import node, remote_chute
+from tests.sched_standins import MemoryMinerValidator, node, remote_chute
 from tests.sched_validator import MinerApiStandin
 from tests.seed import add_server
 
@@ -356,3 +356,60 @@ def test_over_http_against_the_standin_validator(
         rig.close()
         client.close()
         api.stop()
+
+
+class ByApi:
+    """Two validators, each its own in-memory stand-in, picked by the API URL of the call."""
+
+    def __init__(self, validators: dict[str, MemoryMinerValidator]) -> None:
+        self.validators = validators
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def call(api: str, *args: Any, **kw: Any) -> Any:
+            return getattr(self.validators[api], name)(api, *args, **kw)
+
+        return call
+
+
+def test_each_validator_on_its_own(
+    make_settings: SettingsFactory, db: psycopg2.extensions.connection, validator_key: Keypair
+) -> None:
+    """One validator down does not hold back the other: the reachable one is reconciled, the
+    down one keeps everything and is the one the alert metric names."""
+    second = Keypair.create_from_mnemonic(Keypair.generate_mnemonic()).ss58_address
+    entries = [(validator_key.ss58_address, "http://v1.invalid"), (second, "http://v2.invalid")]
+    validators = {
+        "defaultRegistry": "r",
+        "defaultApi": entries[0][1],
+        "supported": [
+            {"hotkey": hk, "registry": "r", "api": api, "socket": api} for hk, api in entries
+        ],
+    }
+    rig = make_rig(make_settings(validators=json.dumps(validators)))
+    stand_ins = {api: MemoryMinerValidator() for _, api in entries}
+    rig.scheduler.validator = ByApi(stand_ins)
+    try:
+        for (_, api), chute in zip(entries, ("a1", "b1"), strict=True):
+            stand_ins[api].add(remote_chute(chute))
+        report = rig.reconciler.run()
+        assert sorted(report.remote.chutes_added) == ["a1", "b1"] and not report.errors
+        assert rows(db, "SELECT chute_id, validator FROM chutes ORDER BY 1") == [
+            ("a1", entries[0][0]),
+            ("b1", second),
+        ]
+        for (_, api), chute in zip(entries, ("a1", "b1"), strict=True):
+            stand_ins[api].withdrawn.add(chute)
+        stand_ins[entries[0][1]].down = True
+        report = rig.reconciler.run()
+        assert report.remote.validators_skipped == [entries[0][0]]
+        assert report.remote.chutes_removed == ["b1"]
+        assert rows(db, "SELECT chute_id FROM chutes") == [("a1",)]
+        assert (
+            REGISTRY.get_sample_value("gepetto_validator_view_stale", {"validator": entries[0][0]})
+            == 1.0
+        )
+        assert (
+            REGISTRY.get_sample_value("gepetto_validator_view_stale", {"validator": second}) == 0.0
+        )
+    finally:
+        rig.close()
