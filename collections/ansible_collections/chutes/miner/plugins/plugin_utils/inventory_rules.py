@@ -23,6 +23,7 @@ from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_messages im
     NOTICES,
 )
 from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema import (
+    MARKER_PREFIX,
     Bool,
     Finding,
     plain,
@@ -144,7 +145,8 @@ def _read(host_vars: Any, name: str) -> Any:
         return plain(host_vars[name])
     except Exception as exc:  # noqa: BLE001 - any templating error is the operator's to fix
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        return Unresolved(lines[0][:200])
+        first = lines[0].removeprefix(MARKER_PREFIX)
+        return Unresolved(first[:200].rstrip(". "))  # the message adds its own full stop
 
 
 def _hosts_text(hosts: Iterable[str], limit: int = 6) -> str:

@@ -79,11 +79,16 @@ class Untemplatable(ValueError):
     """A value (or a part of one) that Ansible could not template."""
 
 
+# ansible-core wraps the error of a failed template in this; it says nothing to an operator.
+MARKER_PREFIX = "A captured exception marker was tripped: "
+
+
 def _undefined_message(value: Any) -> str:
     try:
-        return str(value._undefined_message)
+        text = str(value._undefined_message)
     except Exception:  # noqa: BLE001 - only the text is wanted
         return type(value).__name__
+    return text.removeprefix(MARKER_PREFIX)
 
 
 def plain(value: Any, depth: int = 0) -> Any:
