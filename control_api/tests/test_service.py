@@ -186,3 +186,40 @@ def test_listener_answers_in_milliseconds_behind_2000_idle_connections(
                 sock.close()
     times.sort()
     assert times[100] < 0.010 and times[-1] < 0.5, (times[100], times[-1])
+
+
+def test_idle_metrics_connections_cannot_take_the_listeners_descriptors(
+    service_env: ServiceEnv, tmp_path: Path
+) -> None:
+    """1,500 connections to METRICS_PORT that send nothing, against a listener process with
+    1,024 descriptors: the metrics server serves 16 at a time and closes the rest at once, so
+    pulls still get through; the 16 time out after HEADER_TIMEOUT_S and /metrics answers again.
+    (prometheus_client's server held a thread and a descriptor for each, for good, until the
+    listener could no longer accept.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, hard), hard))
+    port, metrics_port = free_port(), free_port()
+    env = os.environ | service_env(
+        REGISTRY_AUTH_HOST="127.0.0.1",
+        REGISTRY_AUTH_PORT=str(port),
+        METRICS_PORT=str(metrics_port),
+        HEADER_TIMEOUT_S="1",
+    )
+    idle: list[socket.socket] = []
+    with _listener(env, tmp_path / "listener.log", nofile=1024) as proc:
+        try:
+            for _ in range(1500):
+                idle.append(socket.create_connection(("127.0.0.1", metrics_port), timeout=5))
+            assert len(os.listdir(f"/proc/{proc.pid}/fd")) < 100
+            headers = {"X-Registry-Auth-Token": TOKEN}
+            for _ in range(20):
+                with httpx.Client() as client:  # a new connection each
+                    resp = client.get(f"http://127.0.0.1:{port}/registry/auth", headers=headers)
+                assert resp.status_code == 200
+            time.sleep(1.5)  # the 16 served ones time out
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+            assert 'registry_auth_responses_total{status="200"}' in metrics.text
+        finally:
+            for sock in idle:
+                sock.close()

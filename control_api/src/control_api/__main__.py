@@ -45,11 +45,13 @@ def _settings() -> Settings:
 
 
 def _start_metrics(settings: Settings, bind_host: str) -> None:
-    """Prometheus on its own port, served from a thread (never the serving event loop)."""
-    from prometheus_client import start_http_server
+    """Prometheus on its own port, served from a thread (never the serving event loop), each
+    connection's reads bounded by HEADER_TIMEOUT_S (control_api/metrics_server.py)."""
+    from control_api import metrics_server
 
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host or bind_host)
+        host = settings.metrics_host or bind_host
+        metrics_server.start(host, settings.metrics_port, settings.header_timeout_s)
 
 
 def run_api(settings: Settings) -> None:
