@@ -40,7 +40,7 @@ def _run(
   gather_facts: false
   tasks:
     - ansible.builtin.set_fact:
-        __mirrors_report: "{{{{ 'probe mode: full, 12 ms\\n' ~ ('{BAD}' if table_kind == 'bad'
+        __mirrors_probe_table: "{{{{ 'probe mode: full, 12 ms\\n' ~ ('{BAD}' if table_kind == 'bad'
           else '{GOOD}') }}}}"
         __mirrors_failure: "{{{{ '{BAD}' if table_kind == 'bad' else '' }}}}"
         __mirrors_fail_text: "{{{{ 'apt (HTTP 403, timeout)' if table_kind == 'bad' else '' }}}}"
