@@ -408,3 +408,33 @@ def test_ports_outside_the_clusters_nodeport_range() -> None:
     inv.cluster.update(chutes_registry_port=31001, miner_api_node_port=30999)
     result = check(inv, nodeport_range=(30000, 31000))
     assert codes(result) == [("out_of_range", ALL, "chutes_registry_port")]
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [("10.8.0.2", None), ("192.168.0.2/20", None), ("192.168.15.255", None), (None, None),
+     ("192.168.0.2", "192.168.0.1/20"), ("192.168.0.2", [1]), ("192.168.0.7", None),
+     ("10.0.0.1", "10.0.0.0/30")],
+)  # fmt: skip
+def test_wireguard_role_words_address_problems_as_validation(address: Any, network: Any) -> None:
+    """The wireguard role's address check (filter wireguard_address_problems) is validation's
+    own rule: the same problems, in the same words, for the same values."""
+    from ansible_collections.chutes.miner.plugins.filter.wireguard_address_problems import (
+        wireguard_address_problems,
+    )
+
+    inv = valid()
+    if network is not None:
+        inv.cluster["wireguard_network"] = network
+    if address is None:
+        del inv.host("gpu-0")["wireguard_address"]
+    else:
+        inv.host("gpu-0")["wireguard_address"] = address
+    wanted = [
+        f"{p.en} {p.fix_en} / {p.zh}{p.fix_zh}"
+        for p in check(inv).problems
+        if p.host == "gpu-0" and p.var in ("wireguard_address", "wireguard_network")
+    ]
+    found = wireguard_address_problems(address, network or "192.168.0.0/20", "gpu-0")
+    assert found == wanted
+    assert bool(found) == (address not in ("192.168.0.7", "10.0.0.1")), found

@@ -93,12 +93,12 @@ def _assert_refused(result: subprocess.CompletedProcess[str], message: str) -> N
         ),
         pytest.param(
             {"wgt_2": {"wireguard_address": "10.8.0.2"}},
-            "wireguard_address 10.8.0.2 is outside wireguard_network 192.168.0.0/20",
+            "wireguard_address=10.8.0.2 is outside wireguard_network 192.168.0.0/20",
             id="outside-subnet",
         ),
         pytest.param(
             {"wgt_2": {"wireguard_address": "192.168.0.2/20"}},
-            "is not a plain IPv4 address",
+            "it must be a plain IPv4 address (no prefix length)",
             id="address-with-prefix",
         ),
         pytest.param(
@@ -132,7 +132,7 @@ def test_bad_input_is_refused_before_any_change(
 def test_bad_network_is_refused(tmp_path: Path) -> None:
     inventory = _inventory()
     inventory["all"]["vars"]["wireguard_network"] = "192.168.0.1/20"
-    _assert_refused(_run(tmp_path, inventory), "is not an IPv4 network address")
+    _assert_refused(_run(tmp_path, inventory), "it must be an IPv4 network in CIDR form")
 
 
 def test_bad_topology_is_refused_by_the_argument_spec(tmp_path: Path) -> None:

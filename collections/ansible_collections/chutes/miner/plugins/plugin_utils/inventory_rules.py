@@ -26,6 +26,7 @@ from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema impo
     MARKER_PREFIX,
     Bool,
     Finding,
+    Untemplatable,
     plain,
     show,
 )
@@ -510,6 +511,49 @@ def _network(ctx: Context, var: str, default: str) -> tuple[Any, bool]:
     return value, False
 
 
+def wireguard_placement(
+    host: str, label: str, address: ipaddress.IPv4Address, network: ipaddress.IPv4Network
+) -> list[Problem]:
+    """A valid address inside a valid network, and neither its network nor its broadcast
+    address. The one WireGuard address rule: validation and the wireguard role use it."""
+    if address not in network:
+        return [problem("wireguard_outside", host, label, shown=address, network=network)]
+    if address in (network.network_address, network.broadcast_address):
+        return [problem("wireguard_reserved", host, label, shown=address, network=network)]
+    return []
+
+
+def wireguard_address_problems(host: str, address: Any, network: Any) -> list[Problem]:
+    """Every problem of one node's wireguard_address in wireguard_network, from the raw values
+    (any type; ``None``: not set), worded as inventory validation words them."""
+    table = variables()
+    out: list[Problem] = []
+    parsed = {}
+    for name, value in (("wireguard_network", network), ("wireguard_address", address)):
+        if name == "wireguard_address" and value is None:
+            shown_net = network if isinstance(network, str) else show(network)
+            out.append(problem("missing_wireguard_address", host, name, network=shown_net))
+            continue
+        try:
+            value = plain(value)
+        except Untemplatable as exc:
+            out.append(problem("unresolvable", host, name, error=str(exc)))
+            continue
+        parsed[name] = table[name].spec.parse(value, name)
+        for finding in parsed[name].findings:
+            out.append(_finding_problem(host, table[name], name, finding))
+    if all(p.ok for p in parsed.values()) and len(parsed) == 2:
+        out.extend(
+            wireguard_placement(
+                host,
+                "wireguard_address",
+                parsed["wireguard_address"].value,
+                parsed["wireguard_network"].value,
+            )
+        )
+    return out
+
+
 def rule_wireguard_addresses(ctx: Context) -> None:
     network, _is_default = _network(ctx, "wireguard_network", WIREGUARD_NETWORK)
     owners: dict[str, list[str]] = {}
@@ -523,12 +567,8 @@ def rule_wireguard_addresses(ctx: Context) -> None:
         if address is INVALID:
             continue
         owners.setdefault(str(address), []).append(host)
-        if network is INVALID:
-            continue
-        if address not in network:
-            ctx.add("wireguard_outside", host, label, shown=address, network=network)
-        elif address in (network.network_address, network.broadcast_address):
-            ctx.add("wireguard_reserved", host, label, shown=address, network=network)
+        if network is not INVALID:
+            ctx.problems.extend(wireguard_placement(host, label, address, network))
     _duplicates(ctx, "duplicate_wireguard_address", "wireguard_address", owners)
 
 
