@@ -82,6 +82,12 @@ def sql_case(line: str) -> Equivalent:
     return Equivalent(line, "SQL in other letter case", case_only=True)
 
 
+# Rows come from SELECTs whose column lists are built from the same key tuples the code zips
+# them with, so the lengths always match; `strict=True` only guards against a future edit.
+ZIP_SAME_LENGTH = "zip of a row with the key tuple its SELECT was built from"
+NO_PARAMS = "psycopg2 runs a statement without placeholders alike with None or ()"
+
+
 @dataclass(frozen=True)
 class Target:
     """One module to mutate and the fast tests that should notice."""
@@ -162,8 +168,121 @@ TARGETS: dict[str, Target] = {
     "inventory_queries": Target(
         package="control_api",
         module="control_api/db/queries.py",
-        tests=("tests/test_routes.py", "tests/test_inventory_cache.py"),
+        tests=("tests/test_queries.py",),
         note="inventory queries behind /servers/ and /deployments/ (PostgreSQL)",
+        equivalent={
+            "x__deployments__mutmut_21": Equivalent("strict=None", ZIP_SAME_LENGTH),
+            "x__deployments__mutmut_24": Equivalent(", ))", ZIP_SAME_LENGTH),
+            "x__deployments__mutmut_25": Equivalent("strict=False", ZIP_SAME_LENGTH),
+            "x__deployments__mutmut_39": Equivalent(
+                "(chute[0] is None) and False",
+                "deployments -> chutes is ON DELETE RESTRICT: the LEFT JOIN always finds the chute",
+            ),
+            "x__deployments__mutmut_46": Equivalent("strict=None", ZIP_SAME_LENGTH),
+            "x__deployments__mutmut_49": Equivalent(", ))", ZIP_SAME_LENGTH),
+            "x__deployments__mutmut_50": Equivalent("strict=False", ZIP_SAME_LENGTH),
+            "x__gpus__mutmut_13": Equivalent("strict=None", ZIP_SAME_LENGTH),
+            "x__gpus__mutmut_16": Equivalent(", ))", ZIP_SAME_LENGTH),
+            "x__gpus__mutmut_17": Equivalent("strict=False", ZIP_SAME_LENGTH),
+            "x__servers__mutmut_5": Equivalent("s_params: tuple[Any, ...] = None", NO_PARAMS),
+            "x__servers__mutmut_6": Equivalent("g_params: tuple[Any, ...] = None", NO_PARAMS),
+            "x__servers__mutmut_60": Equivalent("strict=None", ZIP_SAME_LENGTH),
+            "x__servers__mutmut_63": Equivalent(", ))", ZIP_SAME_LENGTH),
+            "x__servers__mutmut_64": Equivalent("strict=False", ZIP_SAME_LENGTH),
+            "x__deployment_sql__mutmut_12": sql_case(
+                "SELECT {_cols('d', _DEPLOYMENT_KEYS)}, {_cols('C', _CHUTE_KE"
+            ),
+            "x__deployment_sql__mutmut_14": sql_case(
+                "from deployments d left join chutes c on c.chute_id = d.chut"
+            ),
+            "x__deployment_sql__mutmut_15": sql_case(
+                "FROM DEPLOYMENTS D LEFT JOIN CHUTES C ON C.CHUTE_ID = D.CHUT"
+            ),
+            "x__deployment_sql__mutmut_6": sql_case(
+                "SELECT {_cols('D', _DEPLOYMENT_KEYS)}, {_cols('c', _CHUTE_KE"
+            ),
+            "x__gpu_sql__mutmut_6": sql_case(
+                'return f\'SELECT {_cols("G", _GPU_KEYS)} FROM gpus g WHERE {w'
+            ),
+            "x__server_sql__mutmut_6": sql_case(
+                "SELECT {_cols('S', _SERVER_KEYS)} FROM servers s WHERE {wher"
+            ),
+            "x__server_sql__mutmut_9": sql_case('ORDER BY S.NAME COLLATE "C"'),
+            "x__servers__mutmut_14": sql_case("g.server_id = %s or g.deployment_id in"),
+            "x__servers__mutmut_17": sql_case(
+                "(select deployment_id from deployments where server_id = %s)"
+            ),
+            "x__servers__mutmut_4": sql_case('s_where = g_where = d_where = "true'),
+            "x_delete_server__mutmut_6": sql_case(
+                'cur.execute("delete from servers where server_id = %s", (ser'
+            ),
+            "x_find_server__mutmut_6": sql_case(
+                "select server_id, name from servers where name = %s or serve"
+            ),
+            "x_find_server__mutmut_9": sql_case("order by (name = %s) desc limit 1"),
+            "x_insert_gpus__mutmut_6": sql_case(
+                "insert into gpus (gpu_id, validator, server_id, device_info,"
+            ),
+            "x_insert_gpus__mutmut_7": sql_case(
+                "INSERT INTO GPUS (GPU_ID, VALIDATOR, SERVER_ID, DEVICE_INFO,"
+            ),
+            "x_insert_gpus__mutmut_9": sql_case("values (%s, %s, %s, %s, %s)"),
+            "x_insert_server__mutmut_11": sql_case("values (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
+            "x_insert_server__mutmut_6": sql_case(
+                "insert into servers (server_id, validator, name, ip_address,"
+            ),
+            "x_insert_server__mutmut_7": sql_case(
+                "INSERT INTO SERVERS (SERVER_ID, VALIDATOR, NAME, IP_ADDRESS,"
+            ),
+            "x_insert_server__mutmut_9": sql_case(
+                "CPU_PER_GPU, MEMORY_PER_GPU, HOURLY_COST, LABELS)"
+            ),
+            "x_inventory_version__mutmut_3": sql_case(
+                'cur.execute("select epoch::text, version from inventory_vers'
+            ),
+            "x_inventory_version__mutmut_4": sql_case(
+                'cur.execute("SELECT EPOCH::TEXT, VERSION FROM INVENTORY_VERS'
+            ),
+            "x_job_deployments_json__mutmut_9": sql_case(
+                '_deployments_where(conn, "d.server_id = %s and d.job_id is n'
+            ),
+            "x_list_servers_json_versioned__mutmut_3": sql_case(
+                'cur.execute("set transaction isolation level repeatable read'
+            ),
+            "x_mark_ready__mutmut_6": sql_case(
+                'cur.execute("update gpus set verified = true where server_id'
+            ),
+            "x_purge_items_json__mutmut_13": sql_case('where.append("d.job_id is null")'),
+            "x_purge_items_json__mutmut_14": sql_case('where.append("D.JOB_ID IS NULL")'),
+            "x_purge_items_json__mutmut_17": sql_case(
+                "join servers s on s.server_id = d.server_id"
+            ),
+            "x_purge_items_json__mutmut_18": sql_case(
+                "JOIN SERVERS S ON S.SERVER_ID = D.SERVER_ID"
+            ),
+            "x_purge_items_json__mutmut_20": sql_case(
+                "left join chutes c on c.chute_id = d.chute_id"
+            ),
+            "x_purge_items_json__mutmut_21": sql_case(
+                "LEFT JOIN CHUTES C ON C.CHUTE_ID = D.CHUTE_ID"
+            ),
+            "x_purge_items_json__mutmut_24": sql_case(
+                "WHERE {' and '.join(where)} ORDER BY d.created_at"
+            ),
+            "x_purge_items_json__mutmut_3": sql_case('where = ["true"]'),
+            "x_server_exists__mutmut_6": sql_case(
+                'cur.execute("select 1 from servers where name = %s or server'
+            ),
+            "x_set_locked__mutmut_6": sql_case(
+                'cur.execute("update servers set locked = %s where server_id'
+            ),
+            "x_set_seed__mutmut_6": sql_case(
+                'cur.execute("update servers set seed = %s where server_id ='
+            ),
+            "x_set_verification_port__mutmut_6": sql_case(
+                "update servers set verification_port = %s where server_id ="
+            ),
+        },
     ),
     "gpu_claims": Target(
         package="control_api",

@@ -39,17 +39,27 @@ def _cols(alias: str, keys: tuple[str, ...]) -> str:
     return ", ".join(f"{alias}.{k}::text" if k in _JSONB else f"{alias}.{k}" for k in keys)
 
 
-_GPU_SQL = (
-    f'SELECT {_cols("g", _GPU_KEYS)} FROM gpus g WHERE {{where}} ORDER BY g.gpu_id COLLATE "C"'
-)
-_DEPLOYMENT_SQL = (
-    f"SELECT {_cols('d', _DEPLOYMENT_KEYS)}, {_cols('c', _CHUTE_KEYS)}"
-    " FROM deployments d LEFT JOIN chutes c ON c.chute_id = d.chute_id"
-    ' WHERE {where} ORDER BY d.created_at, d.deployment_id COLLATE "C"'
-)
-_SERVER_SQL = (
-    f'SELECT {_cols("s", _SERVER_KEYS)} FROM servers s WHERE {{where}} ORDER BY s.name COLLATE "C"'
-)
+# Built per query (microseconds against a database round trip) rather than once at import, so
+# mutation testing can switch them like any other code (tests/mutation/run.py).
+def _gpu_sql(where: str) -> str:
+    return f'SELECT {_cols("g", _GPU_KEYS)} FROM gpus g WHERE {where} ORDER BY g.gpu_id COLLATE "C"'
+
+
+def _deployment_sql(where: str) -> str:
+    return (
+        f"SELECT {_cols('d', _DEPLOYMENT_KEYS)}, {_cols('c', _CHUTE_KEYS)}"
+        " FROM deployments d LEFT JOIN chutes c ON c.chute_id = d.chute_id"
+        f' WHERE {where} ORDER BY d.created_at, d.deployment_id COLLATE "C"'
+    )
+
+
+def _server_sql(where: str) -> str:
+    return (
+        f"SELECT {_cols('s', _SERVER_KEYS)} FROM servers s WHERE {where}"
+        ' ORDER BY s.name COLLATE "C"'
+    )
+
+
 _N_DEPLOYMENT = len(_DEPLOYMENT_KEYS)
 
 Obj = dict[str, Any]
@@ -63,7 +73,7 @@ def _rows(conn: connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any
 
 def _gpus(conn: connection, where: str, params: tuple[Any, ...]) -> list[Obj]:
     out = []
-    for row in _rows(conn, _GPU_SQL.format(where=where), params):
+    for row in _rows(conn, _gpu_sql(where), params):
         gpu = dict(zip(_GPU_KEYS, row, strict=True))
         gpu["device_info"] = orjson.Fragment(gpu["device_info"])
         out.append(gpu)
@@ -78,7 +88,7 @@ def _deployments(
         if gpu["deployment_id"] is not None:
             by_deployment[gpu["deployment_id"]].append(gpu)
     out = []
-    for row in _rows(conn, _DEPLOYMENT_SQL.format(where=where), params):
+    for row in _rows(conn, _deployment_sql(where), params):
         dep = dict(zip(_DEPLOYMENT_KEYS, row[:_N_DEPLOYMENT], strict=True))
         dep["gpus"] = by_deployment.get(dep["deployment_id"], [])
         chute = row[_N_DEPLOYMENT:]
@@ -100,7 +110,7 @@ def _servers(conn: connection, server_id: str | None) -> list[Obj]:
             " (SELECT deployment_id FROM deployments WHERE server_id = %s)"
         )
         s_params, g_params = (server_id,), (server_id, server_id)
-    servers = _rows(conn, _SERVER_SQL.format(where=s_where), s_params)
+    servers = _rows(conn, _server_sql(s_where), s_params)
     if not servers:
         return []
     gpus = _gpus(conn, g_where, g_params)
