@@ -55,13 +55,14 @@ _AUTH, _PING, _OTHER = 0, 1, 2
 
 def _lower_and_mark() -> bytes:
     """A `bytes.translate` table: ASCII letters to lower case, and every byte nginx never sends
-    in a head (controls but TAB, CR and LF; DEL; anything not ASCII) to NUL. One pass over the
-    head costs what `lower()` did and leaves one NUL to look for."""
+    in a head (controls but TAB, CR and LF; DEL) to 0x80, so that `isascii()` (a word at a time)
+    is false for a head holding one of them or a byte that is not ASCII. The pair costs ~75 ns
+    more than `lower()` on nginx's head (~110 bytes); `b"\0" in` would cost ~200 ns more."""
     table = bytearray(range(256))
     table[ord("A") : ord("Z") + 1] = bytes(range(ord("a"), ord("z") + 1))
-    for byte in (*range(0x20), *range(0x7F, 0x100)):
+    for byte in (*range(0x20), 0x7F):
         if byte not in (0x09, 0x0A, 0x0D):
-            table[byte] = 0
+            table[byte] = 0x80
     return bytes(table)
 
 
@@ -370,7 +371,7 @@ class _Protocol(asyncio.Protocol):
     def _answer(self, transport: asyncio.Transport, head: bytes) -> bool:
         """Write the answer to one request head; False when the connection is closed now."""
         lower = head.translate(_LOWER)
-        if b"\0" in lower:  # a control character or a byte that is not ASCII, anywhere
+        if not lower.isascii():  # a control character or a byte that is not ASCII, anywhere
             transport.write(_BAD_REQUEST)
             transport.close()
             return False
