@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.collection.roles import COLLECTION, REPO, all_roles
+from tests.ansible_env import REPO
+from tests.collection.roles import COLLECTION, all_roles
 
 BIN = Path(sys.executable).parent
 

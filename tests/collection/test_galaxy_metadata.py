@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from tests.collection.roles import COLLECTION, REPO, all_roles
+from tests.ansible_env import REPO
+from tests.collection.roles import COLLECTION, all_roles
 
 GALAXY = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
 README = (COLLECTION / "README.md").read_text()

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.collection.roles import COLLECTION, REPO
+from tests.ansible_env import REPO
+from tests.collection.roles import COLLECTION
 
 BIN = Path(sys.executable).parent
 PLUGINS = COLLECTION / "plugins"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.components.conftest import REPO, Rendered
+from tests.ansible_env import REPO
+from tests.components.conftest import Rendered
 from tests.k8s.controlplane import ControlPlane
 
 NS = "chutes"

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.components.conftest import REPO, VALIDATOR_A, recap
+from tests.ansible_env import REPO
+from tests.components.conftest import VALIDATOR_A, recap
 
 PLAY = """
 - hosts: localhost

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.components.conftest import REPO, Deploy, Rendered, cluster_vars, recap
+from tests.ansible_env import REPO
+from tests.components.conftest import Deploy, Rendered, cluster_vars, recap
 from tests.k8s.controlplane import ControlPlane
 
 NS = "chutes"

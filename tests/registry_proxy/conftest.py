@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from bittensor_wallet import Keypair
 
+from tests.ansible_env import REPO
 from tests.registry_proxy.parts import (
     HOST_SUFFIX,
-    REPO,
     Containerd,
     Daemon,
     Image,

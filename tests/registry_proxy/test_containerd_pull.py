@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import yaml
 
+from tests.ansible_env import REPO
 from tests.registry_proxy.conftest import Proxy, World, host
-from tests.registry_proxy.parts import REPO, Containerd, render
+from tests.registry_proxy.parts import Containerd, render
 
 K8S_ROLE = REPO / "collections/ansible_collections/chutes/miner/roles/k8s_binaries"
 
