@@ -111,7 +111,10 @@ TARGETS: dict[str, Target] = {
             "tests/inventory/test_inventory_messages.py",
         ),
         functions=("x_rule_*",),  # the rules; the loading and reporting around them is not core
-        copies={"tests/inventory": "tests/inventory"},
+        copies={
+            "tests/inventory": "tests/inventory",
+            "tests/ansible_env.py": "tests/ansible_env.py",
+        },
         note="inventory validation rules and their boundaries",
     ),
     "ss58": Target(
@@ -128,7 +131,11 @@ TARGETS: dict[str, Target] = {
         module="plugins/module_utils/mirrors.py",
         tests=("tests/mirrors/test_plan.py",),
         functions=("x_select", "x_hint"),
-        copies={"tests/mirrors": "tests/mirrors", "tests/lab": "tests/lab"},
+        copies={
+            "tests/mirrors": "tests/mirrors",
+            "tests/lab": "tests/lab",
+            "tests/ansible_env.py": "tests/ansible_env.py",
+        },
         note="mirror selection: first healthy per resource, every healthy registry",
     ),
     "graval_auth": Target(
