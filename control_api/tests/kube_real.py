@@ -137,7 +137,8 @@ def set_up(cp: ControlPlane, directory: Path) -> Cluster:
 
 class FakeKubelet:
     """Writes what a kubelet would report for the namespace's graval pods, from a watch:
-    ``mode`` "ready" (Running, container ready), "crash" (CrashLoopBackOff after
+    ``mode`` "ready" (Running, container ready), "started" (Running, container not ready
+    yet), "crash" (CrashLoopBackOff after
     ``restarts`` restarts) or "silent" (nothing: the pod stays Pending). A pod being deleted
     is removed (grace 0) unless ``confirm_deletes`` is False, as when the node's kubelet is
     gone."""
@@ -204,6 +205,9 @@ class FakeKubelet:
             container |= {"ready": True, "started": True, "state": {"running": {"startedAt": now}}}
             ready = {"type": "Ready", "status": "True", "lastTransitionTime": now}
             return {"phase": "Running", "conditions": [ready], "containerStatuses": [container]}
+        if self.mode == "started" and not any(c.state and c.state.running for c in current):
+            container |= {"ready": False, "started": True, "state": {"running": {"startedAt": now}}}
+            return {"phase": "Running", "containerStatuses": [container]}
         crashing = any(c.state and c.state.waiting for c in current)
         if self.mode == "crash" and not crashing:
             waiting = {"reason": "CrashLoopBackOff", "message": "back-off restarting"}

@@ -148,6 +148,14 @@ def test_client_paths_as_the_service_account(cluster: Cluster, tmp_path: Path) -
         kubelet.mode = "crash"
         _wait_for(lambda: client.graval_state(spec)[0] != "pending")
         assert client.graval_state(spec) == ("failed", "bootstrap pod CrashLoopBackOff")
+        # running but not ready yet (GraVal still starting): still pending
+        kubelet.mode = "started"
+        _wait_for(
+            lambda: (
+                "running" in _wait_for_pod(cluster, spec)["status"]["containerStatuses"][0]["state"]
+            )
+        )
+        assert client.graval_state(spec) == ("pending", "")
         kubelet.mode = "ready"
         _wait_for(lambda: client.graval_state(spec)[0] == "ready")
         assert client.graval_url(spec) == f"http://graval-service-gpu-sa.{NAMESPACE}.svc:8000"
