@@ -24,9 +24,10 @@ def plan(
     catalog: dict[str, Any],
     defaults: dict[str, Any],
     profile: str,
-    host: str = "debian12",
+    host: str | dict[str, Any] = "debian12",
     **kw: Any,
 ) -> dict[str, Any]:
+    """The plan for one of HOSTS by name, or for a host's facts given as a dict."""
     built: dict[str, Any] = build_plan(
         PlanRequest(
             catalog["__mirrors_catalog"],
@@ -34,7 +35,7 @@ def plan(
             upstream=catalog["__mirrors_upstream"],
             defaults=defaults,
             profile=profile,
-            host=HOSTS[host],
+            host=HOSTS[host] if isinstance(host, str) else host,
             catalog_version=catalog["__mirrors_catalog_version"],
             blocked=catalog["__mirrors_blocked_hosts"],
             **kw,
@@ -252,16 +253,7 @@ def test_auto_prefers_host_origin_and_cloud_vpc(
     catalog: dict[str, Any], resource_defaults: dict[str, Any]
 ) -> None:
     host = {**HOSTS["debian12"], "system_vendor": "Alibaba Cloud"}
-    p = build_plan(
-        PlanRequest(
-            catalog["__mirrors_catalog"],
-            profiles=catalog["__mirrors_profiles"],
-            upstream=catalog["__mirrors_upstream"],
-            defaults=resource_defaults,
-            profile="auto",
-            host=host,
-        )
-    )
+    p = plan(catalog, resource_defaults, "auto", host=host)
     ids = [c["id"] for c in p["resources"]["apt"]["groups"]["apt"]]
     assert ids[:2] == ["apt_origin", "apt_aliyun_vpc"]
 
