@@ -60,11 +60,13 @@ def d1_headers(signer: Signer, x: str, nonce: int | None = None) -> dict[str, st
 
 
 def verify(ss58: str, message: bytes, signature: bytes) -> bool:
-    """Verify raw or `<Bytes>`-wrapped; a bad ss58 is a failed check, never an exception."""
+    """Verify raw or `<Bytes>`-wrapped; a bad ss58 is a failed check, never an exception.
+
+    bittensor-wallet's `verify` itself accepts a signature over `<Bytes>message</Bytes>` (3.0.0
+    and 4.1.1 checked, the ends of the allowed range), so one call covers both forms; the
+    wrapped form is tested in tests/test_auth.py and tests/test_standin_signatures.py.
+    """
     try:
-        key = Keypair(ss58_address=ss58)
-        if key.verify(message, signature):
-            return True
-        return bool(key.verify(b"<Bytes>" + message + b"</Bytes>", signature))
+        return bool(Keypair(ss58_address=ss58).verify(message, signature))
     except Exception:  # noqa: BLE001 - the binding raises assorted types on bad input
         return False
