@@ -25,6 +25,7 @@ class MinerApiState:
     chutes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     launch_status: int = 200
     launches: list[dict[str, str]] = field(default_factory=list)
+    issued: dict[str, str] = field(default_factory=dict)  # config_id -> the token handed out
     deleted_instances: list[tuple[str, str]] = field(default_factory=list)
     released_jobs: list[str] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -73,9 +74,9 @@ class MinerApiStandin:
         if self.state.launch_status != 200:
             return web.json_response({"detail": "no"}, status=self.state.launch_status)
         self.state.launches.append(dict(request.query))
-        return web.json_response(
-            {"token": "jwt." + uuid.uuid4().hex, "config_id": str(uuid.uuid4())}
-        )
+        token, config_id = "jwt." + uuid.uuid4().hex, str(uuid.uuid4())
+        self.state.issued[config_id] = token
+        return web.json_response({"token": token, "config_id": config_id})
 
     async def delete_instance(self, request: web.Request) -> web.Response:
         refused = self._auth(request, "instances")
@@ -134,8 +135,9 @@ class MinerApiStandin:
     async def rolling(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.rolling)
 
-    def start(self) -> MinerApiStandin:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """The scheduler's validator routes, on this stand-in's own server (`start`) or on
+        another one's (the validator stand-in of standins.py serves both in the lab)."""
         app.router.add_get("/miner/chutes/{chute_id}/{version}", self.chute)
         app.router.add_get("/instances/launch_config", self.launch)
         app.router.add_delete("/instances/{chute_id}/{instance_id}", self.delete_instance)
@@ -145,6 +147,10 @@ class MinerApiStandin:
         app.router.add_get("/miner/instances/", self.instance_list)
         app.router.add_get("/chutes/utilization", self.utilization)
         app.router.add_get("/chutes/rolling_updates", self.rolling)
+
+    def start(self) -> MinerApiStandin:
+        app = web.Application()
+        self.add_routes(app)
         self._thread.start()
 
         async def serve() -> None:

@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,12 +68,18 @@ class StandinValidator:
     """Validator HTTP + socket.io, and the GraVal bootstrap's /devices, on one port."""
 
     def __init__(
-        self, validator_ss58: str, miner_ss58: str, host: str = "127.0.0.1", port: int = 0
+        self,
+        validator_ss58: str,
+        miner_ss58: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        also: Callable[[web.Application], None] | None = None,
     ) -> None:
         self.hotkey = validator_ss58
         self.miner = miner_ss58
         self.state = ValidatorState()
         self.host = host  # the lab's end-to-end run listens on the lab network's gateway
+        self.also = also  # more routes on the same port (the lab: MinerApiStandin.add_routes)
         self.port = port or free_port()
         self.url = f"http://{host}:{self.port}"
         self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
@@ -133,6 +140,8 @@ class StandinValidator:
         app.router.add_get("/nodes/verification_status", self.verification_status)
         app.router.add_delete("/nodes/{gpu_id}", self.delete_node)
         app.router.add_get("/devices", self.devices)
+        if self.also is not None:
+            self.also(app)
 
         @self.sio.on("authenticate")  # type: ignore[untyped-decorator]
         async def authenticate(sid: str, data: dict[str, Any]) -> None:
@@ -145,7 +154,9 @@ class StandinValidator:
             else:
                 await self.sio.emit("auth_failed", {"error": "nope"}, to=sid)
 
-        self._runner = web.AppRunner(app)
+        # Clients that keep connections open (the relay's socket, the scheduler's keep-alive
+        # HTTP client in the lab) must not hold stop() up for aiohttp's default 60 s.
+        self._runner = web.AppRunner(app, shutdown_timeout=2.0)
         self.loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, self.host, self.port)
         self.loop.run_until_complete(site.start())

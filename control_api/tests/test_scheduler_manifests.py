@@ -117,6 +117,7 @@ def test_job_spec() -> None:
     init = pod["initContainers"][0]
     init_env = {e["name"]: e["value"] for e in init["env"]}
     assert init_env["CLEANUP_EXCLUDE"] == "chute-1" and init_env["CACHE_MAX_SIZE_GB"] == "500"
+    assert init["securityContext"] == {"runAsUser": 0, "runAsGroup": 0}  # hostPath is root's
 
 
 def test_environment() -> None:

@@ -40,6 +40,16 @@ def rig(make_settings: SettingsFactory, db: psycopg2.extensions.connection) -> I
     r.close()
 
 
+@pytest.fixture()
+def rig1(make_settings: SettingsFactory, db: psycopg2.extensions.connection) -> Iterator[Rig]:
+    """`rig`, with empty lists believed at once (tests about other things)."""
+    r = make_rig(make_settings(), node_missing_grace_s=0.0, empty_list_rounds=1)
+    add_server(db, "uid-1", name="gpu-1", validator=r.validator_hotkey)
+    r.kube.add_node(node("gpu-1", "uid-1"))
+    yield r
+    r.close()
+
+
 def deploy(rig: Rig, db: psycopg2.extensions.connection, chute: str) -> tuple[str, str]:
     """A chute published and deployed once: (deployment_id, config_id)."""
     rig.validator.add(remote_chute(chute))
@@ -69,6 +79,26 @@ def quiet(report: ReconcileReport) -> bool:
     return report.remote.changes() == 0 and not report.errors and not report.undeployed
 
 
+def believed_empty(rig: Rig, db: psycopg2.extensions.connection) -> ReconcileReport:
+    """The validator now lists nothing of what is here: the first empty_list_rounds - 1 reconciles
+    remove and undeploy nothing (and name it distrusted); the next one acts."""
+    kept = (
+        rows(db, "SELECT deployment_id FROM deployments ORDER BY 1"),
+        rows(db, "SELECT chute_id FROM chutes ORDER BY 1"),
+    )
+    for _ in range(rig.settings.empty_list_rounds - 1):
+        report = rig.reconciler.run()
+        assert report.remote.empty_lists_distrusted == [rig.validator_hotkey], report
+        assert not report.remote.chutes_removed and not report.remote.instances_vanished
+        assert (
+            rows(db, "SELECT deployment_id FROM deployments ORDER BY 1"),
+            rows(db, "SELECT chute_id FROM chutes ORDER BY 1"),
+        ) == kept
+    report = rig.reconciler.run()
+    assert report.remote.empty_lists_distrusted == []
+    return report
+
+
 def test_chutes_follow_the_validator(rig: Rig, db: psycopg2.extensions.connection) -> None:
     # a chute published while the scheduler was away: added (and deployed by the strategy)
     rig.validator.add(remote_chute("c1"))
@@ -84,8 +114,8 @@ def test_chutes_follow_the_validator(rig: Rig, db: psycopg2.extensions.connectio
     assert manifests.code_configmap_name("c1", "2") in rig.kube.configmaps
     assert rows(db, "SELECT count(*) FROM deployments") == [(1,)]
     # the validator no longer lists it: its deployment goes, then the row and its code
-    rig.validator.withdrawn.add("c1")
-    report = rig.reconciler.run()
+    rig.validator.withdrawn.add("c1")  # its only chute: an empty list, believed after a while
+    report = believed_empty(rig, db)
     assert report.remote.chutes_removed == ["c1"] and not report.errors
     assert rows(db, "SELECT count(*) FROM chutes") == [(0,)]
     assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
@@ -136,7 +166,7 @@ def test_vanished_instance_after_the_grace(rig: Rig, db: psycopg2.extensions.con
     rig.validator.instance_rows.clear()  # the validator dropped both instances
     age(db, old, 601)
     age(db, young, 30)  # launched a moment ago: inside the instance-creation window
-    report = rig.reconciler.run()
+    report = believed_empty(rig, db)  # no instance listed at all: believed after a while
     assert report.remote.instances_vanished == [old] and not report.errors
     assert rows(db, "SELECT deployment_id FROM deployments") == [(young,)]
     assert rig.validator.deleted_instances == []  # gone there already: no DELETE back
@@ -144,6 +174,40 @@ def test_vanished_instance_after_the_grace(rig: Rig, db: psycopg2.extensions.con
     age(db, young, 600)
     assert rig.reconciler.run().remote.instances_vanished == [young]
     assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
+
+
+def test_an_empty_list_that_recovers_removes_nothing(
+    rig: Rig, db: psycopg2.extensions.connection
+) -> None:
+    """A validator that briefly lists no chutes and no instances (a broken deploy, an empty
+    database behind it) undeploys nothing; its count starts again after a whole answer."""
+    dep, config = deploy(rig, db, "c1")
+    inst = rig.validator.add_instance("c1", config, active=True, verified=True)
+    age(db, dep, 3600)
+    rig.reconciler.run()
+    listed = dict(rig.validator.instance_rows)
+    for _ in range(2):
+        for _ in range(rig.settings.empty_list_rounds - 1):
+            rig.validator.withdrawn.add("c1")
+            rig.validator.instance_rows.clear()
+            report = rig.reconciler.run()
+            assert report.remote.empty_lists_distrusted == [rig.validator_hotkey]
+            assert quiet(report) and not report.remote.chutes_removed
+        rig.validator.withdrawn.discard("c1")  # back, whole
+        rig.validator.instance_rows.update(listed)
+        assert rig.reconciler.run().remote.empty_lists_distrusted == []
+    assert rows(db, "SELECT deployment_id, instance_id FROM deployments") == [
+        (dep, inst.instance_id)
+    ]
+    assert rig.validator.deleted_instances == []
+
+
+def test_a_new_miner_with_nothing_is_not_suspicious(
+    rig: Rig, db: psycopg2.extensions.connection
+) -> None:
+    """Empty lists with nothing here of that validator are simply empty."""
+    report = rig.reconciler.run()
+    assert report.remote.empty_lists_distrusted == [] and quiet(report)
 
 
 def test_rolling_update_chutes_are_left_to_their_handler(
@@ -232,11 +296,11 @@ def waits_for_the_chute_lock(
 
 
 def test_reconcile_waits_for_an_event_about_the_same_chute(
-    rig: Rig, db: psycopg2.extensions.connection
+    rig1: Rig, db: psycopg2.extensions.connection
 ) -> None:
-    deploy(rig, db, "c1")
-    rig.validator.withdrawn.add("c1")
-    waits_for_the_chute_lock(rig, db, rig.reconciler.run, (1, 0))
+    deploy(rig1, db, "c1")
+    rig1.validator.withdrawn.add("c1")
+    waits_for_the_chute_lock(rig1, db, rig1.reconciler.run, (1, 0))
 
 
 def test_event_handlers_take_the_chute_lock(rig: Rig, db: psycopg2.extensions.connection) -> None:
@@ -323,7 +387,7 @@ def test_over_http_against_the_standin_validator(
             }
         ],
     }
-    rig = make_rig(make_settings(validators=json.dumps(validators)))
+    rig = make_rig(make_settings(validators=json.dumps(validators)), empty_list_rounds=1)
     rig.scheduler.validator = client
     try:
         add_server(db, "uid-1", name="gpu-1", validator=rig.validator_hotkey)
@@ -385,7 +449,7 @@ def test_each_validator_on_its_own(
             {"hotkey": hk, "registry": "r", "api": api, "socket": api} for hk, api in entries
         ],
     }
-    rig = make_rig(make_settings(validators=json.dumps(validators)))
+    rig = make_rig(make_settings(validators=json.dumps(validators)), empty_list_rounds=1)
     stand_ins = {api: MemoryMinerValidator() for _, api in entries}
     rig.scheduler.validator = ByApi(stand_ins)
     try:

@@ -31,6 +31,9 @@ from control_api.scheduler.strategies.baseline import create_strategy  # noqa: F
 
 STRATEGY_API_VERSION = 1
 '''
+CLEANER = (
+    "collections/ansible_collections/chutes/miner/roles/miner_scheduler/files/cache_cleaner.py"  # noqa: E501
+)
 STRATEGY_V2 = STRATEGY_V1.replace("(test)", "(test, second version)")
 
 
@@ -74,6 +77,17 @@ def test_builtin_strategy_by_default(rendered: Rendered) -> None:
     ]
     pod = _deployment(rendered)["spec"]["template"]["spec"]
     assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+
+
+def test_cache_cleaner_configmap_and_image(rendered: Rendered) -> None:
+    """Every chute Job's cache-init step mounts ConfigMap chutes-cache-cleaner and runs its
+    script with CACHE_CLEANER_IMAGE: by default the scheduler's own, pinned image."""
+    script = REPO / CLEANER
+    data = rendered.get("ConfigMap", "chutes-cache-cleaner")["data"]
+    assert data == {"cache_cleaner.py": script.read_text()}
+    config = rendered.get("ConfigMap", "gepetto-config")["data"]
+    (container,) = _deployment(rendered)["spec"]["template"]["spec"]["containers"]
+    assert config["CACHE_CLEANER_IMAGE"] == container["image"]
 
 
 def test_scheduler_rules_are_control_apis_own(rendered: Rendered) -> None:

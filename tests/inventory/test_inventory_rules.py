@@ -228,7 +228,12 @@ CASES = [
          [("bad_format", h, "chutes_validators") for h in ("cpu-0", "gpu-0", "gpu-1")]),
     Case("validator-socket-https", setting(ALL, chutes_validators=[{**VALIDATOR, "socket": "https://ws.chutes.ai"}]),
          [("bad_format", h, "chutes_validators") for h in ("cpu-0", "gpu-0", "gpu-1")]),
-    Case("validator-registry-url", setting(ALL, chutes_validators=[{**VALIDATOR, "registry": "https://registry.chutes.ai"}]),
+    # a scheme is allowed (the registry proxy reads it: http:// for a private registry), a path is not
+    Case("validator-registry-url", setting(ALL, chutes_validators=[{**VALIDATOR, "registry": "https://registry.chutes.ai"}]), []),
+    Case("validator-registry-http", setting(ALL, chutes_validators=[{**VALIDATOR, "registry": "http://10.89.77.2:5000"}]), []),
+    Case("validator-registry-path", setting(ALL, chutes_validators=[{**VALIDATOR, "registry": "https://registry.chutes.ai/v2"}]),
+         [("bad_format", h, "chutes_validators") for h in ("cpu-0", "gpu-0", "gpu-1")]),
+    Case("validator-registry-scheme", setting(ALL, chutes_validators=[{**VALIDATOR, "registry": "oci://registry.chutes.ai"}]),
          [("bad_format", h, "chutes_validators") for h in ("cpu-0", "gpu-0", "gpu-1")]),
     Case("validator-registry-port-ok", setting(ALL, chutes_validators=[{**VALIDATOR, "registry": "10.89.77.2:5000", "api": "http://10.89.77.2:8000", "socket": "ws://10.89.77.2:8000"}]), []),
     Case("validator-missing-socket", setting(ALL, chutes_validators=[{k: v for k, v in VALIDATOR.items() if k != "socket"}]),

@@ -18,6 +18,7 @@ from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema impo
     Record,
     Str,
     is_host_port,
+    is_registry,
     plain,
     show,
 )
@@ -140,6 +141,16 @@ def test_networks_are_normalised() -> None:
 )  # fmt: skip
 def test_registry_host_port(text: str, ok: bool) -> None:
     assert is_host_port(text) is ok
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("registry.chutes.ai", True), ("https://registry.chutes.ai", True),
+     ("http://10.89.77.2:5000", True), ("https://reg/path", False), ("ftp://reg", False),
+     ("http://", False), ("https://reg:0", False), ("HTTP://reg", False), ("reg/path", False)],
+)  # fmt: skip
+def test_validator_registry(text: str, ok: bool) -> None:
+    assert is_registry(text) is ok
 
 
 def test_show_and_plain_survive_odd_values() -> None:

@@ -6,18 +6,31 @@
          lab's graval image (pulled through the lab mirror)
       -> the API reads the devices from the Job's Service
       -> registers them with the validator and polls the verification
-      -> the server and its GPUs in the API's inventory, the node labelled, the Job cleaned up.
+      -> the server and its GPUs in the API's inventory, the node labelled, the Job cleaned up;
+then a chute, as the validator publishes one:
+      -> `chute_created` over the validator's socket -> the miner API's relay -> the Redis stream
+      -> the scheduler (gepetto, deployed next to the API) fetches the chute and a launch
+         config from the validator, claims the GPU and creates the code ConfigMap, the Service
+         and the Job on the GPU node; the node's kubelet pulls the chute image through the
+         registry proxy (<validator>.localregistry.chutes.ai) from the validator's registry
+         and runs the cache-init step and the chute, which becomes Ready
+      -> the chute answers on its node port with the launch token, GPU list and code it got
+      -> instance_created / _verified / _activated: the deployment is active and verified
+      -> `chute_deleted`: the scheduler tells the validator, removes the Job and Service and
+         releases the GPU.
 
 Stand-ins, for what cannot exist here: the validator (control_api/tests/standins.py, started by
 this script on the lab network's gateway address, which inventories/lab names as its validator);
 the GPUs (the graval lab image's stand-in Miner with made-up devices, and nvidia.com/gpu on the
-GPU nodes from the lab's node-status step). Everything else is the product.
+GPU nodes from the lab's node-status step); the chute (the lab's lab-chute image, a small
+program that answers as a started chute does: tests/lab/images/lab-chute/). Everything else is
+the product.
 
 Idempotent: a node already in the inventory is deleted first (through the CLI), so a rerun
 proves the same path. Prints one line per step with its duration; exit 1 on the first failure,
 with the pods, Jobs and events of the namespace.
 
-    python tests/lab/add-node-e2e.py [--node gpu-0] [--timeout 600]
+    python tests/lab/add-node-e2e.py [--node gpu-0] [--timeout 600] [--no-chute]
 """
 
 from __future__ import annotations
@@ -28,14 +41,20 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "control_api"))  # its tests package: the stand-ins, the CLI venv
 
+from control_api.scheduler.manifests import visible_devices  # noqa: E402
 from tests.cli_venv import ensure_cli_venv  # noqa: E402
+from tests.sched_validator import MinerApiStandin  # noqa: E402
 from tests.standins import StandinValidator  # noqa: E402
 
 LAB_DIR = Path(os.environ.get("CHUTES_LAB_DIR", "/tmp/chutes-miner-lab"))
@@ -47,6 +66,18 @@ NAMESPACE = "chutes"
 
 class Failed(Exception):
     pass
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout_s: float) -> Any:
+    """Poll every 2 s until probe() is truthy; Failed after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Failed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(2)
 
 
 def say(line: str) -> None:
@@ -82,7 +113,7 @@ def kubectl(args: str) -> str:
 def diagnostics() -> str:
     try:
         return kubectl(
-            f"-n {NAMESPACE} get pods,jobs,services -o wide; "
+            f"-n {NAMESPACE} get pods,jobs,services,configmaps -o wide; "
             f"kubectl --kubeconfig {KUBECONFIG} -n {NAMESPACE} get events "
             "--sort-by=.lastTimestamp | tail -25"
         )
@@ -91,9 +122,10 @@ def diagnostics() -> str:
 
 
 class Journey:
-    def __init__(self, node: str, timeout_s: float) -> None:
+    def __init__(self, node: str, timeout_s: float, chute: bool = True) -> None:
         self.node = node
         self.timeout_s = timeout_s
+        self.chute = chute
         hotkey_path = LAB_DIR / "lab/hotkey.json"
         if not hotkey_path.is_file():
             raise Failed(f"no lab hotkey at {hotkey_path}: run `make lab` first")
@@ -137,11 +169,20 @@ class Journey:
 
         url = str(self.validator_entry["api"])
         host, port = url.removeprefix("http://").rsplit(":", 1)
+        # One server, as the validator's: its node routes (add-node), its socket (the relay)
+        # and the routes the scheduler calls (chutes, launch configs, instances).
+        miner_api = MinerApiStandin(self.miner_ss58)
         validator = StandinValidator(
-            str(self.validator_entry["hotkey"]), self.miner_ss58, host=host, port=int(port)
+            str(self.validator_entry["hotkey"]),
+            self.miner_ss58,
+            host=host,
+            port=int(port),
+            also=miner_api.add_routes,
         ).start()
         try:
             self._journey(cli_venv, validator)
+            if self.chute:
+                self._chute(cli_venv, validator, miner_api)
         finally:
             validator.stop()
 
@@ -152,6 +193,13 @@ class Journey:
         if self.node in names:
             t = time.monotonic()
             self.cli(cli_venv, "delete-node", "--name", self.node)
+            # the scheduler removes the server (after undeploying what runs on it) from the
+            # server_deleted event the API publishes: wait for that, as an operator would
+            wait_for(
+                f"{self.node} to leave the inventory",
+                lambda: self.node not in [str(s.get("name")) for s in self.inventory(cli_venv)],
+                300,
+            )
             self.step(f"{self.node} was in the inventory: deleted through the CLI first", t)
 
         t = time.monotonic()
@@ -177,15 +225,124 @@ class Journey:
             f"inventory lists it; node labelled for {validator.hotkey[:8]}..."
         )
 
+    def deployments(self, cli_venv: Path) -> list[dict[str, Any]]:
+        servers = {str(s["name"]): s for s in self.inventory(cli_venv)}
+        return list(dict(servers.get(self.node) or {}).get("deployments") or [])
+
+    def _chute(
+        self, cli_venv: Path, validator: StandinValidator, miner_api: MinerApiStandin
+    ) -> None:
+        images = json.loads((LAB_DIR / "miner-images.json").read_text())["images"]
+        if "lab-chute" not in images:
+            raise Failed("no lab-chute image: run `make lab` (or build-miner-images.sh)")
+        image = f"{images['lab-chute']['repository']}:{images['lab-chute']['tag']}"
+        chute_id = str(uuid.uuid4())  # as the validator names chutes; a rerun never collides
+        code = f"# the lab's chute {chute_id}\nprint('hello from the lab')\n"
+        miner_api.add_chute(chute_id, image=image, code=code, name="lab-chute")
+        t = time.monotonic()
+        validator.broadcast("chute_created", {"chute_id": chute_id, "version": "1"})
+        selector = f"chutes/chute-id={chute_id}"
+
+        def ready_pod() -> dict[str, Any] | None:
+            pods = json.loads(kubectl(f"-n {NAMESPACE} get pods -l {selector} -o json"))
+            for pod in pods["items"]:
+                phase = pod["status"].get("phase")
+                if phase in ("Failed", "Succeeded"):
+                    raise Failed(f"the chute pod ended: {phase}: {pod['status']}")
+                conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+                if conditions.get("Ready") == "True":
+                    return dict(pod)
+            return None
+
+        pod = wait_for("the chute pod to be Ready", ready_pod, self.timeout_s)
+        if pod["spec"]["nodeName"] != self.node:
+            raise Failed(f"the chute runs on {pod['spec']['nodeName']}, not {self.node}")
+        cleaner = kubectl(f"-n {NAMESPACE} logs {pod['metadata']['name']} -c cache-init")
+        if f"kept {chute_id}" not in cleaner:
+            raise Failed(f"the cache-init step did not run the cache cleaner: {cleaner!r}")
+        self.step(
+            f"chute_created -> relay -> scheduler -> Job on {self.node}; image pulled through "
+            "the registry proxy, cache-init ran, the chute is Ready",
+            t,
+        )
+
+        t = time.monotonic()
+        [dep] = wait_for("the deployment in the inventory", lambda: self.deployments(cli_venv), 60)
+        node_ip = str(dep["host"])  # the server's address, where validators reach chutes
+        url = f"http://{node_ip}:{dep['port']}/_lab"
+        with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - the lab's node
+            seen = json.loads(answer.read())
+        env = seen["env"]
+        expected_gpus = visible_devices(tuple(sorted(str(g["gpu_id"]) for g in dep["gpus"])))
+        problems = []
+        if env["CHUTES_LAUNCH_JWT"] != miner_api.state.issued.get(str(dep["config_id"])):
+            problems.append("CHUTES_LAUNCH_JWT is not the token issued for its config_id")
+        if env["CHUTES_PORT_PRIMARY"] != str(dep["port"]):
+            problems.append(f"CHUTES_PORT_PRIMARY {env['CHUTES_PORT_PRIMARY']} != {dep['port']}")
+        if sorted(str(env["NVIDIA_VISIBLE_DEVICES"]).split(",")) != expected_gpus.split(","):
+            problems.append(f"NVIDIA_VISIBLE_DEVICES {env['NVIDIA_VISIBLE_DEVICES']!r}")
+        if seen["code"] != code:
+            problems.append(f"code at {seen['code_path']}: {seen['code']!r}")
+        if seen["options"].get("miner-ss58") != self.miner_ss58:
+            problems.append(f"--miner-ss58 {seen['options'].get('miner-ss58')}")
+        if problems:
+            raise Failed("the chute got the wrong launch: " + "; ".join(problems))
+        self.step(
+            f"the chute answers on {node_ip}:{dep['port']} (its node port) with its launch "
+            f"token, {len(dep['gpus'])} GPU(s) as {expected_gpus[:12]}..., and its code",
+            t,
+        )
+
+        t = time.monotonic()
+        config_id = str(dep["config_id"])
+        instance_id = miner_api.add_instance(chute_id, config_id, active=True, verified=True)
+        for reason in ("instance_created", "instance_verified", "instance_activated"):
+            data = {"instance_id": instance_id, "chute_id": chute_id, "config_id": config_id}
+            validator.broadcast(reason, data)
+
+        def activated() -> dict[str, Any] | None:
+            for d in self.deployments(cli_venv):
+                if d["instance_id"] == instance_id and d["active"] and d["verified_at"]:
+                    return d
+            return None
+
+        dep = wait_for("the deployment to be active and verified", activated, 60)
+        if dep["stub"]:
+            raise Failed(f"an activated deployment is still a stub: {dep}")
+        self.step(f"instance {instance_id[:8]}... created, verified, activated", t)
+
+        t = time.monotonic()
+        miner_api.state.chutes.pop((chute_id, "1"))
+        validator.broadcast("chute_deleted", {"chute_id": chute_id, "version": "1"})
+
+        def gone() -> bool:
+            left = kubectl(f"-n {NAMESPACE} get jobs,services,pods -l {selector} -o name")
+            return not left.strip() and not self.deployments(cli_venv)
+
+        wait_for("the chute's objects and deployment to go", gone, 180)
+        if (chute_id, instance_id) not in miner_api.state.deleted_instances:
+            raise Failed(f"the validator was not told: {miner_api.state.deleted_instances}")
+        free = [g for g in self.inventory_gpus(cli_venv) if g.get("deployment_id")]
+        if free:
+            raise Failed(f"GPUs still claimed after chute_deleted: {free}")
+        if miner_api.state.bad_signatures:
+            raise Failed(f"bad signatures on {miner_api.state.bad_signatures}")
+        self.step("chute_deleted: validator told, Job, Service and pod gone, GPU released", t)
+
+    def inventory_gpus(self, cli_venv: Path) -> list[dict[str, Any]]:
+        servers = {str(s["name"]): s for s in self.inventory(cli_venv)}
+        return list(dict(servers.get(self.node) or {}).get("gpus") or [])
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--node", default="gpu-0")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--no-chute", action="store_true", help="add-node only")
     opts = parser.parse_args()
     started = time.monotonic()
     try:
-        Journey(opts.node, opts.timeout).run()
+        Journey(opts.node, opts.timeout, chute=not opts.no_chute).run()
     except (Failed, subprocess.TimeoutExpired) as exc:
         sys.stderr.write(f"lab: add-node FAILED: {exc}\n{diagnostics()}\n")
         return 1

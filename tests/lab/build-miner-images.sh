@@ -3,7 +3,7 @@
 # and with --push put them into a registry (lab.sh pushes to the lab mirror's, :5000).
 #
 #   build-miner-images.sh [--push HOST:PORT] [NAME...]     NAME: control_api graval postgresql
-#                                                           redis nginx (default: all of them)
+#                                                           redis nginx lab-chute (default: all)
 #
 # - control_api, graval: their own Containerfiles (control_api/, graval/), the package built
 #   and installed in the image as a user installs it, from the index of this machine's pip
@@ -11,6 +11,7 @@
 #   TLS may be re-signed on the way out, as it is here). graval is built without the gpu
 #   extra and with GRAVAL_STAND_IN=true baked in (build argument): the stand-in Miner.
 # - postgresql, redis, nginx: tests/lab/images/<name>/, Debian 12's packages.
+# - lab-chute: LAB ONLY, a stand-in chute (tests/lab/images/lab-chute/), tag lab-<content key>.
 #
 # Each image is cached by a content key (this script, its Containerfile and build context, the
 # base image key, its build arguments), kept as a label: a current image is not rebuilt. Every
@@ -22,7 +23,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=tests/lab/env.sh
 source "$here/env.sh"
 
-all=(control_api graval postgresql redis nginx)
+all=(control_api graval postgresql redis nginx lab-chute)
 label=chutes-miner-lab.image-key
 state="$CHUTES_LAB_DIR/miner-images.json"
 base="${CHUTES_LAB_BASE_IMAGE:-localhost/chutes-miner-lab-base:bookworm}"
@@ -37,7 +38,7 @@ names=()
 while (($#)); do
   case "$1" in
     --push) push_to="${2:?--push needs HOST:PORT}"; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *)
       [[ " ${all[*]} " == *" $1 "* ]] || die "unknown image '$1' (one of: ${all[*]})"
       names+=("$1")
@@ -207,6 +208,13 @@ check_and_tag() { # name image
       check_until "nginx on 8080" bash -c \
         'exec 3<>/dev/tcp/127.0.0.1/8080; printf "GET / HTTP/1.0\r\n\r\n" >&3; grep -q "lab nginx" <&3'
       debian_version "$image" nginx
+      ;;
+    lab-chute)
+      podman run -d --name chutes-miner-image-check --network none "$image" \
+        run app:chute --port 8000 --miner-ss58 "$dev_ss58" --validator-ss58 "$dev_ss58" >/dev/null 8>&-
+      check_until "the stand-in chute's /_alive on 8001" python3 -c \
+        'import urllib.request; assert b"alive" in urllib.request.urlopen("http://127.0.0.1:8001/_alive").read()'
+      echo "lab-$key" # the tag changes with the content: nodes pull a new build
       ;;
   esac
   podman rm -f -t 1 chutes-miner-image-check >/dev/null 2>&1 || true

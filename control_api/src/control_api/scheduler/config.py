@@ -56,6 +56,13 @@ class SchedulerSettings(Settings):
     node_missing_grace_s: float = Field(
         default=120.0, ge=0, description="a node absent this long (and 2 reconciles) is deleted"
     )
+    empty_list_rounds: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="reconciles in a row a validator's empty lists must persist before they "
+        "remove chutes or undeploy vanished instances",
+    )
     stub_timeout_s: float = Field(
         default=1800.0, gt=0, description="a deployment never activated is undeployed after this"
     )

@@ -247,6 +247,8 @@ def job(spec: ChuteDeploySpec, node_ports: dict[int, int]) -> dict[str, Any]:
                     "mkdir -p /cache/hub /cache/civitai && python " + CACHE_CLEANER_SCRIPT,
                 ],
                 "env": [{"name": k, "value": v} for k, v in cleaner_env.items()],
+                # hostPath directories are root's; the image's own user may be another
+                "securityContext": {"runAsUser": 0, "runAsGroup": 0},
                 "volumeMounts": [
                     {"name": "cache", "mountPath": "/cache"},
                     {"name": "raw-cache", "mountPath": "/raw-cache"},

@@ -80,6 +80,7 @@ class Reconciler:
         self.clock = clock
         self.instance_grace_s = instance_grace_s
         self._missing: dict[str, tuple[int, float]] = {}  # server_id -> (cycles, first seen)
+        self._empty_rounds: dict[str, int] = {}  # validator -> suspiciously empty lists in a row
 
     def run(self) -> ReconcileReport:
         report = ReconcileReport()
@@ -105,7 +106,7 @@ class Reconciler:
         return report
 
     def _validators(self, report: ReconcileReport) -> None:
-        report.remote = reconcile_validators(self.s, self.instance_grace_s)
+        report.remote = reconcile_validators(self.s, self.instance_grace_s, self._empty_rounds)
         report.errors += report.remote.errors
 
     def _deployments(self, report: ReconcileReport) -> None:

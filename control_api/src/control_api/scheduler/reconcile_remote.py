@@ -18,6 +18,13 @@ its list of this miner's instances are compared with PostgreSQL, validator by va
    longer lists as `chute_deleted` (its deployments undeployed, their instances DELETEd, then
    the row and ConfigMap). Last, so those deployments are not handled twice.
 
+An empty list is not believed at once. A validator that lists no chutes while chutes of it are
+stored here, or no instances while deployments here have one, is far more likely broken than
+emptied: its removals (step 4) and vanished-instance undeploys (step 2) wait until it has
+answered so for `empty_list_rounds` reconciles in a row (setting `EMPTY_LIST_ROUNDS`, default 3:
+3 minutes at the default interval). Adding
+and syncing still run, and the validator is named in `empty_lists_distrusted` meanwhile.
+
 Local rows are read twice, around the lists. Deployment decisions rest on the rows read
 before: an instance created or activated (by its event) after the lists were read is never
 undone or undeployed by the older lists. Orphans are judged against the rows read after: a
@@ -76,6 +83,7 @@ class RemoteReport:
     instances_vanished: list[str] = field(default_factory=list)
     remote_orphans_deleted: list[str] = field(default_factory=list)
     validators_skipped: list[str] = field(default_factory=list)
+    empty_lists_distrusted: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def changes(self) -> int:
@@ -102,7 +110,9 @@ def refresh_view(client: MinerValidator, hotkey: str, api: str, miner_ss58: str)
     return ValidatorView(hotkey, api, chutes, instances, rolling)
 
 
-def sync_chutes(s: Scheduler, view: ValidatorView, report: RemoteReport) -> None:
+def sync_chutes(
+    s: Scheduler, view: ValidatorView, report: RemoteReport, remove: bool = True
+) -> None:
     with s.db.connection() as conn:
         local = q.chute_fingerprints(conn, view.hotkey)
     for chute_id, remote in sorted(view.chutes.items()):
@@ -114,7 +124,7 @@ def sync_chutes(s: Scheduler, view: ValidatorView, report: RemoteReport) -> None
         elif mine != q.ChuteFingerprint.of(remote):
             if _step(s, report, "update", s.on_chute_updated, data):
                 report.chutes_updated.append(chute_id)
-    for chute_id in sorted(set(local) - set(view.chutes)):
+    for chute_id in sorted(set(local) - set(view.chutes)) if remove else ():
         data = ChuteData(validator=view.hotkey, chute_id=chute_id, version=local[chute_id].version)
         log.warning("scheduler.chute_gone_remotely", extra={"chute_id": chute_id})
         if _step(s, report, "remove", s.on_chute_deleted, data):
@@ -127,6 +137,7 @@ def sync_deployments(
     before: list[q.InstanceRow],
     report: RemoteReport,
     grace_s: float,
+    undeploy_vanished: bool = True,
 ) -> None:
     """`before`: the deployments as read before the lists. Decisions rest on them, so an
     event handled after the lists were read (an instance created or activated a moment ago)
@@ -142,7 +153,7 @@ def sync_deployments(
             if remote is not None:
                 if _sync_one(s, row, remote):
                     report.instances_synced.append(row.deployment_id)
-            elif row.instance_id is not None and row.age_s >= grace_s:
+            elif undeploy_vanished and row.instance_id is not None and row.age_s >= grace_s:
                 log.warning(
                     "scheduler.instance_vanished",
                     extra={"deployment_id": row.deployment_id, "instance_id": row.instance_id},
@@ -195,8 +206,22 @@ def delete_remote_orphans(
         report.remote_orphans_deleted.append(inst.instance_id)
 
 
-def reconcile_validators(s: Scheduler, grace_s: float = INSTANCE_GRACE_S) -> RemoteReport:
-    """Steps 1-4 for every supported validator, one after the other."""
+def suspicious_emptiness(
+    view: ValidatorView, chutes_here: int, before: list[q.InstanceRow]
+) -> bool:
+    """The validator lists nothing of something this miner has of it."""
+    no_chutes = not view.chutes and chutes_here > 0
+    no_instances = not view.instances and any(r.instance_id for r in before)
+    return no_chutes or no_instances
+
+
+def reconcile_validators(
+    s: Scheduler, grace_s: float = INSTANCE_GRACE_S, empty_rounds: dict[str, int] | None = None
+) -> RemoteReport:
+    """Steps 1-4 for every supported validator, one after the other. `empty_rounds` (kept by
+    the caller between rounds): per validator, how many reconciles in a row its lists came
+    back suspiciously empty."""
+    empty_rounds = {} if empty_rounds is None else empty_rounds
     report = RemoteReport()
     for v in s.settings.validators.supported:
         with s.db.connection() as conn:
@@ -215,9 +240,27 @@ def reconcile_validators(s: Scheduler, grace_s: float = INSTANCE_GRACE_S) -> Rem
         VIEW_STALE.labels(v.hotkey).set(0)
         with s.db.connection() as conn:
             after = q.instance_rows(conn, v.hotkey)
-        sync_deployments(s, view, before, report, grace_s)
+            chutes_here = len(q.chute_fingerprints(conn, v.hotkey))
+        trusted = True
+        if suspicious_emptiness(view, chutes_here, before):
+            empty_rounds[v.hotkey] = empty_rounds.get(v.hotkey, 0) + 1
+            trusted = empty_rounds[v.hotkey] >= s.settings.empty_list_rounds
+            log.warning(
+                "scheduler.validator_lists_empty",
+                extra={
+                    "validator": v.hotkey,
+                    "rounds": empty_rounds[v.hotkey],
+                    "acting": trusted,
+                    "chutes_here": chutes_here,
+                },
+            )
+            if not trusted:
+                report.empty_lists_distrusted.append(v.hotkey)
+        else:
+            empty_rounds.pop(v.hotkey, None)
+        sync_deployments(s, view, before, report, grace_s, undeploy_vanished=trusted)
         delete_remote_orphans(s.validator, view, after, report)
-        sync_chutes(s, view, report)
+        sync_chutes(s, view, report, remove=trusted)
     return report
 
 

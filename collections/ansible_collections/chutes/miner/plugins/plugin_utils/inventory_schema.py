@@ -464,6 +464,15 @@ def is_host_port(text: str) -> bool:
     return port.isdigit() and 1 <= int(port) <= 65535 and is_host(host)
 
 
+def is_registry(text: str) -> bool:
+    """A validator's registry: ``host[:port]`` (HTTPS) or ``http(s)://host[:port]``, no path
+    (what the registry proxy's nginx.conf accepts)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return is_host_port(text)
+    return scheme in ("http", "https") and is_host_port(rest)
+
+
 def url_test(schemes: tuple[str, ...]) -> Callable[[str], bool]:
     def test(text: str) -> bool:
         if any(c.isspace() for c in text):

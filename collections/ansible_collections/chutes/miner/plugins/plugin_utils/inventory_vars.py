@@ -36,8 +36,8 @@ from ansible_collections.chutes.miner.plugins.plugin_utils.inventory_schema impo
     Str,
     Url,
     is_host,
-    is_host_port,
     is_ip,
+    is_registry,
 )
 
 # Defaults of the cluster address plan, shown in messages when a value is not set.
@@ -108,10 +108,11 @@ _VALIDATOR = Record(
         "hotkey": _HOTKEY,
         "api": Url(("https", "http"), "https://api.chutes.ai"),
         "registry": Str(
-            "a registry host name, optionally with :port, no scheme or path, "
-            "e.g. registry.chutes.ai",
-            "镜像仓库主机名（可带 :端口，不带协议和路径），例如 registry.chutes.ai",
-            test=is_host_port,
+            "a registry host name, optionally with :port and an http:// or https:// scheme "
+            "(none means HTTPS), no path, e.g. registry.chutes.ai",
+            "镜像仓库主机名（可带 :端口，可带 http:// 或 https://，不带协议即 HTTPS；不带路径），"
+            "例如 registry.chutes.ai",
+            test=is_registry,
         ),
         "socket": Url(("wss", "ws"), "wss://ws.chutes.ai"),
     },
