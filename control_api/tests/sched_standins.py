@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_api.clients.k8s import KubeUnavailable, NodeInfo
-from control_api.clients.k8s_chutes import ChuteObjects, ChutePod, JobState
+from control_api.clients.k8s_chutes import ChuteObjects, ChutePod, GravalJob, JobState
 from control_api.clients.miner_validator import LaunchConfig
 from control_api.clients.validator import ValidatorError
 from control_api.schemas.gepetto import (
@@ -51,6 +51,7 @@ class MemoryChuteKube:
     pods: dict[str, ChutePod] = field(default_factory=dict)  # by deployment id
     lingering: dict[str, int] = field(default_factory=dict)
     disk_gb: dict[str, float] = field(default_factory=dict)
+    graval: dict[str, GravalJob] = field(default_factory=dict)  # GraVal bootstrap Jobs by name
     linger_polls: int = 0
     stuck: bool = False
     fail_create_job: Exception | None = None
@@ -147,6 +148,14 @@ class MemoryChuteKube:
     def node_free_disk_gb(self, node: str) -> float | None:
         self._note(f"disk {node}")
         return self.disk_gb.get(node)
+
+    def graval_jobs(self) -> list[GravalJob]:
+        self._note("graval_jobs")
+        return list(self.graval.values())
+
+    def delete_graval_job(self, name: str) -> None:
+        self._note(f"delete_graval_job {name}")
+        self.graval.pop(name, None)
 
     # test helpers
     def add_node(self, info: NodeInfo) -> None:

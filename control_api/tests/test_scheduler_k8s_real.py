@@ -195,6 +195,46 @@ def test_reconcile_on_real_nodes_and_objects(
     assert not report.servers_deleted
 
 
+def test_leftover_graval_job_is_deleted_as_the_scheduler(
+    cluster: Cluster, rig: Rig, db: psycopg2.extensions.connection
+) -> None:
+    """A GraVal Job and Service of an add-node that stopped (no server row is Bootstrapping
+    for its node) are listed and deleted with the scheduler's own ServiceAccount."""
+    labels = {"app": "graval", "graval-node": "chute-node-g"}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "graval-chute-node-g", "namespace": NAMESPACE, "labels": labels},
+        "spec": {
+            "suspend": True,  # no pod: nothing for a kubelet to confirm
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "graval", "image": "graval:lab"}],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "graval-service-chute-node-g", "namespace": NAMESPACE},
+        "spec": {"type": "NodePort", "ports": [{"port": 8000}], "selector": labels},
+    }
+    cluster.cp.apply(json.dumps(job))
+    cluster.cp.apply(json.dumps(service))
+    [found] = [j for j in rig.kube.graval_jobs() if j.name == "graval-chute-node-g"]
+    assert found.node == "chute-node-g" and 0 <= found.age_s < 120
+    report = rig.reconciler.run()
+    assert "graval graval-chute-node-g" not in report.orphans_deleted  # too young to judge
+    rig.reconciler.graval_min_age_s = 0.0
+    report = rig.reconciler.run()
+    assert "graval graval-chute-node-g" in report.orphans_deleted, report
+    assert cluster.get("service", "graval-service-chute-node-g") is None
+    wait_for("the Job to be gone", lambda: cluster.get("job", "graval-chute-node-g") is None)
+
+
 def test_scheduler_rbac_is_least_privilege(cluster: Cluster, scheduler_kubeconfig: Path) -> None:
     allowed = [
         ("list", "nodes", ""),

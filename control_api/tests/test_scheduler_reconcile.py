@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+from control_api.clients.k8s_chutes import GravalJob
 from control_api.db import claims
 from control_api.scheduler import manifests
 
@@ -113,6 +114,32 @@ def test_orphans_and_vanished_jobs(rig: Rig, db: psycopg2.extensions.connection)
     rig.kube.job_states[dep] = "failed"
     assert rig.reconciler.run().undeployed == [dep]
     assert rows(db, "SELECT count(*) FROM deployments") == [(0,)]
+
+
+def test_graval_jobs_left_by_a_stopped_add_node(
+    rig: Rig, db: psycopg2.extensions.connection
+) -> None:
+    """A GraVal Job holds its node's GPUs: one of an add-node still running stays; one whose
+    node has no add-node running, or older than an add-node can last, goes with its Service."""
+    for name in ("gpu-1", "gpu-2", "gpu-3"):
+        add_server(db, f"uid-{name}", name=name, validator=rig.validator_hotkey)
+    with db.cursor() as cur:  # gpu-1 and gpu-3 are being added; gpu-2 is Ready
+        cur.execute("UPDATE servers SET status = 'Bootstrapping' WHERE name <> 'gpu-2'")
+    longest = 2 * rig.settings.graval_bootstrap_timeout + 300
+    jobs = [
+        GravalJob("graval-gpu-1", "gpu-1", 200.0),  # its add-node is running
+        GravalJob("graval-gpu-2", "gpu-2", 200.0),  # none running for gpu-2: left over
+        GravalJob("graval-gpu-3", "gpu-3", longest + 1),  # running far too long: left over
+        GravalJob("graval-gpu-4", "gpu-4", 30.0),  # too young to judge
+    ]
+    rig.kube.graval = {j.name: j for j in jobs}
+    report = rig.reconciler.run()
+    assert sorted(o for o in report.orphans_deleted if o.startswith("graval")) == [
+        "graval graval-gpu-2",
+        "graval graval-gpu-3",
+    ]
+    assert sorted(rig.kube.graval) == ["graval-gpu-1", "graval-gpu-4"]
+    assert not report.errors
 
 
 def test_job_vanished_after_grace_and_old_stubs(

@@ -35,3 +35,7 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: the scheduler's validator polls (three every 15 s)
+    # would drown the events. Shown again with LOG_LEVEL=DEBUG.
+    debug = root.getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("httpx").setLevel(logging.NOTSET if debug else logging.WARNING)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from control_api.clients.k8s import KubeApiError, NodeInfo, RealKubeClient, _quantity
@@ -29,6 +30,15 @@ class ChutePod:
     phase: str
     node: str | None
     visible_devices: str | None  # the chute container's NVIDIA_VISIBLE_DEVICES
+
+
+@dataclass(frozen=True)
+class GravalJob:
+    """A GraVal bootstrap Job (label `app=graval`) that add-node created."""
+
+    name: str
+    node: str  # its `graval-node` label
+    age_s: float
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,14 @@ class ChuteKube(Protocol):
     def chute_objects(self) -> ChuteObjects: ...
 
     def nodes(self) -> list[NodeInfo]: ...
+
+    def graval_jobs(self) -> list[GravalJob]:
+        """The namespace's GraVal bootstrap Jobs."""
+        ...
+
+    def delete_graval_job(self, name: str) -> None:
+        """Delete the Job (foreground) and its Service `graval-service-<suffix>`; gone is fine."""
+        ...
 
     def node_free_disk_gb(self, node: str) -> float | None:
         """Allocatable ephemeral storage minus the requests of the namespace's live pods on the
@@ -226,6 +244,35 @@ class RealChuteKube(RealKubeClient):
     def nodes(self) -> list[NodeInfo]:
         listed = self._call("list Nodes", self._core.list_node)
         return [_node_info(n) for n in listed.items]
+
+    def graval_jobs(self) -> list[GravalJob]:
+        jobs = self._call(
+            "list GraVal Jobs",
+            self._batch.list_namespaced_job,
+            self._ns,
+            label_selector="app=graval",
+        )
+        now = datetime.now(UTC)
+        return [
+            GravalJob(
+                name=j.metadata.name,
+                node=(j.metadata.labels or {}).get("graval-node", ""),
+                age_s=(now - j.metadata.creation_timestamp).total_seconds()
+                if j.metadata.creation_timestamp
+                else 0.0,
+            )
+            for j in jobs.items
+        ]
+
+    def delete_graval_job(self, name: str) -> None:
+        body = {"propagationPolicy": "Foreground"}
+        service = "graval-service-" + name.removeprefix("graval-")
+        self._gone_ok(
+            f"delete Job {name}", self._batch.delete_namespaced_job, name, self._ns, body=body
+        )
+        self._gone_ok(
+            f"delete Service {service}", self._core.delete_namespaced_service, service, self._ns
+        )
 
     def node_free_disk_gb(self, node: str) -> float | None:
         try:

@@ -9,7 +9,9 @@ Steps, each on its own (one failing step is logged, the others still run):
    row); undeploy stubs older than `stub_timeout_s`, rows whose Job vanished (after a 60 s
    grace for a Job being created) and rows whose Job completed or failed.
 2. Orphans: chute Jobs and Services no row knows, and code ConfigMaps of no local chute
-   version, are deleted.
+   version, are deleted; so are GraVal bootstrap Jobs (and their Services) left behind by an
+   add-node that stopped: no server row of their node is `Bootstrapping`, or they are older
+   than an add-node can last (twice `graval_bootstrap_timeout` and 5 minutes).
 3. Servers: a node whose UID is absent from the cluster in two reconciles in a row, and for
    at least `node_missing_grace_s`, is handled as `server_deleted`. A node that merely looks
    unhealthy (NotReady, its GPU device plugin reporting 0 GPUs, labels lost) only gets a
@@ -43,6 +45,8 @@ from control_api.schemas.gepetto import ServerDeletedData
 
 log = logging.getLogger(__name__)
 JOB_GRACE_S = 60.0
+GRAVAL_MIN_AGE_S = 120.0  # a GraVal Job this young is never judged (its row is written first)
+GRAVAL_SLACK_S = 300.0  # beyond the bootstrap and verification timeouts of one add-node
 
 
 @dataclass
@@ -81,10 +85,11 @@ class Reconciler:
         self.instance_grace_s = instance_grace_s
         self._missing: dict[str, tuple[int, float]] = {}  # server_id -> (cycles, first seen)
         self._empty_rounds: dict[str, int] = {}  # validator -> suspiciously empty lists in a row
+        self.graval_min_age_s = GRAVAL_MIN_AGE_S
 
     def run(self) -> ReconcileReport:
         report = ReconcileReport()
-        steps = (self._validators, self._deployments, self._orphans)
+        steps = (self._validators, self._deployments, self._orphans, self._graval)
         for step in (*steps, self._servers, self._claims, self._disk):
             try:
                 step(report)
@@ -146,6 +151,28 @@ class Reconciler:
         for name in sorted(objects.configmaps - wanted):
             self.s.kube.delete_code(name)
             report.orphans_deleted.append(f"configmap {name}")
+
+    def _graval(self, report: ReconcileReport) -> None:
+        """GraVal bootstrap Jobs left behind (the API stopped during an add-node): a Job whose
+        node has no add-node running (no server row in `Bootstrapping`), or one older than an
+        add-node can last (the bootstrap and the verification, each up to
+        GRAVAL_BOOTSTRAP_TIMEOUT), is deleted with its Service. It holds the node's GPUs."""
+        jobs = self.s.kube.graval_jobs()
+        if not jobs:
+            return
+        with self.s.db.connection() as conn:
+            adding = {r.name for r in q.servers(conn) if r.status == "Bootstrapping"}
+        longest = 2.0 * self.s.settings.graval_bootstrap_timeout + GRAVAL_SLACK_S
+        for job in sorted(jobs, key=lambda j: j.name):
+            running = job.node in adding and job.age_s < longest
+            if running or job.age_s < self.graval_min_age_s:
+                continue
+            log.warning(
+                "scheduler.graval_leftover",
+                extra={"job": job.name, "node": job.node, "age_s": round(job.age_s)},
+            )
+            self.s.kube.delete_graval_job(job.name)
+            report.orphans_deleted.append(f"graval {job.name}")
 
     def _servers(self, report: ReconcileReport) -> None:
         nodes = {n.name: n for n in self.s.kube.nodes()}
