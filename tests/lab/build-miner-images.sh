@@ -177,7 +177,7 @@ check_and_tag() { # name image
       check_until "graval /ping" python -c \
         'import urllib.request; assert urllib.request.urlopen("http://127.0.0.1:8000/ping").read() == b"pong"'
       # podman's log file may trail the process by a moment: look for the line a few times.
-      for _ in $(seq 20); do
+      for _ in $(seq 60); do
         podman logs chutes-miner-image-check 2>&1 | grep -q 'GPU STAND-IN' && break
         sleep 0.5
       done
