@@ -237,3 +237,20 @@ def test_render_only_writes_every_manifest_for_microk8s(play: Play, tmp_path: Pa
     assert "managed-by: chutes.miner.gpu_resources" in text
     assert "path: /var/snap/microk8s/common/var/lib/kubelet/device-plugins" in text
     assert re.search(r"gate \| Read the nodes until [^\n]*\nskipping: \[cpu-0\]", out), out[-3000:]
+
+
+def test_a_changed_handler_replaces_the_runtime_class(runs: dict[str, Any], play: Play) -> None:
+    """The handler of a RuntimeClass is immutable: the role deletes and recreates the object
+    (a dry run says so and changes nothing), and a rerun is quiet again. Last in this module:
+    it changes the objects' versions."""
+    rc, out = play.run("--check", gpu_resources_runtime_handler="runc")
+    assert rc == 0 and recap(out)["changed"] > 0, out[-3000:]
+    assert _get(play.cp, "runtimeclass", "nvidia-container-runtime")["handler"] == (
+        "nvidia-container-runtime"
+    )
+    for handler in ("runc", "nvidia-container-runtime"):
+        rc, out = play.run(gpu_resources_runtime_handler=handler)
+        assert rc == 0, out[-3000:]
+        assert _get(play.cp, "runtimeclass", "nvidia-container-runtime")["handler"] == handler
+        rc, out = play.run(gpu_resources_runtime_handler=handler)
+        assert rc == 0 and recap(out)["changed"] == 0, out[-3000:]
