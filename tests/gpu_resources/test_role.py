@@ -81,9 +81,8 @@ def test_daemonsets_are_accepted_and_select_gpu_nodes(runs: dict[str, Any], play
         assert pod["runtimeClassName"] == "nvidia-container-runtime"
         assert pod["serviceAccountName"] == name and pod["automountServiceAccountToken"] is False
         (container,) = pod["containers"]
-        assert re.fullmatch(
-            r"[\w.-]+/nvidia/k8s-device-plugin:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}", container["image"]
-        )
+        pinned = r"[\w.-]+/nvidia/k8s-device-plugin:v\d+\.\d+\.\d+@sha256:[0-9a-f]{64}"
+        assert re.fullmatch(pinned, container["image"])
         sa = _get(play.cp, "serviceaccount", name, "-n", "kube-system")
         assert sa["automountServiceAccountToken"] is False
     plugin = _get(play.cp, "daemonset", "nvidia-device-plugin", "-n", "kube-system")
