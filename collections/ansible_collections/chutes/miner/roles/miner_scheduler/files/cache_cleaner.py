@@ -73,11 +73,11 @@ def plan(
     for e in oldest_first:
         if now - e.written > max_age_days * 86400:
             doomed.append((e, f"not written for {(now - e.written) / 86400:.1f} days"))
-    total = sum(e.size for e in found) - sum(e.size for e, _ in doomed)
+    total = sum(e.size for e in found) - sum(d.size for d, _why in doomed)
     for e in oldest_first:
         if total <= max_size_gb * GB:
             break
-        if any(e is d for d, _ in doomed):
+        if any(e is d for d, _why in doomed):
             continue
         doomed.append((e, f"caches total {total / GB:.1f} GB > {max_size_gb:g} GB"))
         total -= e.size
