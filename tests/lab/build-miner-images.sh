@@ -248,7 +248,10 @@ build() { # name
   local_ref="localhost/$repo:$tag"
   podman tag "localhost/$repo:build" "$local_ref"
   podman untag "localhost/$repo:build" "localhost/$repo:build"
-  podman image prune -f --filter "label=chutes-miner-lab.image=$name" >/dev/null
+  # Housekeeping only: an image still used by a build container left by an interrupted run
+  # stays, and the build goes on.
+  podman image prune -f --filter "label=chutes-miner-lab.image=$name" >/dev/null 2>&1 ||
+    log "$name: old images still in use were kept"
   state set "$name" "$(printf '{"repository": "%s", "tag": "%s", "local": "%s", "key": "%s", "size_bytes": %s, "build_s": %s, "digest": null}' \
     "$repo" "$tag" "$local_ref" "$key" "$(podman image inspect --format '{{.Size}}' "$local_ref")" \
     "$(($(date +%s) - start))")"

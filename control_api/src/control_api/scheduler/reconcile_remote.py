@@ -21,9 +21,9 @@ its list of this miner's instances are compared with PostgreSQL, validator by va
 An empty list is not believed at once. A validator that lists no chutes while chutes of it are
 stored here, or no instances while deployments here have one, is far more likely broken than
 emptied: its removals (step 4) and vanished-instance undeploys (step 2) wait until it has
-answered so for `empty_list_rounds` reconciles in a row (setting `EMPTY_LIST_ROUNDS`, default 3:
-3 minutes at the default interval). Adding
-and syncing still run, and the validator is named in `empty_lists_distrusted` meanwhile.
+answered so for `empty_list_rounds` reconciles in a row (setting `EMPTY_LIST_ROUNDS`, default
+3: 3 minutes at the default interval). Adding and syncing still run, and the validator is named
+in `empty_lists_distrusted` meanwhile.
 
 Local rows are read twice, around the lists. Deployment decisions rest on the rows read
 before: an instance created or activated (by its event) after the lists were read is never
