@@ -153,9 +153,9 @@ class MemoryChuteKube:
         self._note("graval_jobs")
         return list(self.graval.values())
 
-    def delete_graval_job(self, name: str) -> None:
-        self._note(f"delete_graval_job {name}")
-        self.graval.pop(name, None)
+    def delete_graval_objects(self, job_name: str) -> None:
+        self._note(f"delete_graval_objects {job_name}")
+        self.graval.pop(job_name, None)
 
     # test helpers
     def add_node(self, info: NodeInfo) -> None:

@@ -55,11 +55,19 @@ class GravalSpec:
 
     @property
     def job_name(self) -> str:
-        return f"graval-{self.nice}"
+        return GRAVAL_JOB_PREFIX + self.nice
 
     @property
     def service_name(self) -> str:
-        return f"graval-service-{self.nice}"
+        return graval_service_name(self.job_name)
+
+
+GRAVAL_JOB_PREFIX = "graval-"
+
+
+def graval_service_name(job_name: str) -> str:
+    """The Service add-node creates beside the GraVal Job `graval-<nice>`."""
+    return "graval-service-" + job_name.removeprefix(GRAVAL_JOB_PREFIX)
 
 
 def build_kubeconfig(
@@ -466,17 +474,21 @@ class RealKubeClient:
     def graval_url(self, spec: GravalSpec) -> str:
         return f"http://{spec.service_name}.{self._ns}.svc:8000"
 
-    def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
+    def delete_graval_objects(self, job_name: str) -> None:
+        """Delete a GraVal Job (foreground: its pod first) and its Service; gone is fine."""
         body: dict[str, Any] = {"propagationPolicy": "Foreground"}
         for kind, call, name in (
-            ("Job", self._batch.delete_namespaced_job, spec.job_name),
-            ("Service", self._core.delete_namespaced_service, spec.service_name),
+            ("Job", self._batch.delete_namespaced_job, job_name),
+            ("Service", self._core.delete_namespaced_service, graval_service_name(job_name)),
         ):
             try:
                 self._call(f"delete {kind} {name}", call, name, self._ns, body=body)
             except KubeApiError as exc:
                 if exc.status != 404:
                     raise
+
+    def delete_graval(self, spec: GravalSpec, wait_s: float = 120.0) -> None:
+        self.delete_graval_objects(spec.job_name)
         deadline = time.monotonic() + wait_s
         while True:
             pods = self._graval_pods(spec)

@@ -83,8 +83,9 @@ class ChuteKube(Protocol):
         """The namespace's GraVal bootstrap Jobs."""
         ...
 
-    def delete_graval_job(self, name: str) -> None:
-        """Delete the Job (foreground) and its Service `graval-service-<suffix>`; gone is fine."""
+    def delete_graval_objects(self, job_name: str) -> None:
+        """Delete the Job (foreground) and its Service (`k8s.graval_service_name`); gone is
+        fine. RealChuteKube has it from RealKubeClient, which add-node uses too."""
         ...
 
     def node_free_disk_gb(self, node: str) -> float | None:
@@ -263,16 +264,6 @@ class RealChuteKube(RealKubeClient):
             )
             for j in jobs.items
         ]
-
-    def delete_graval_job(self, name: str) -> None:
-        body = {"propagationPolicy": "Foreground"}
-        service = "graval-service-" + name.removeprefix("graval-")
-        self._gone_ok(
-            f"delete Job {name}", self._batch.delete_namespaced_job, name, self._ns, body=body
-        )
-        self._gone_ok(
-            f"delete Service {service}", self._core.delete_namespaced_service, service, self._ns
-        )
 
     def node_free_disk_gb(self, node: str) -> float | None:
         try:

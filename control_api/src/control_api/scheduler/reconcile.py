@@ -171,7 +171,7 @@ class Reconciler:
                 "scheduler.graval_leftover",
                 extra={"job": job.name, "node": job.node, "age_s": round(job.age_s)},
             )
-            self.s.kube.delete_graval_job(job.name)
+            self.s.kube.delete_graval_objects(job.name)
             report.orphans_deleted.append(f"graval {job.name}")
 
     def _servers(self, report: ReconcileReport) -> None:
