@@ -40,16 +40,6 @@ def rig(make_settings: SettingsFactory, db: psycopg2.extensions.connection) -> I
     r.close()
 
 
-@pytest.fixture()
-def rig1(make_settings: SettingsFactory, db: psycopg2.extensions.connection) -> Iterator[Rig]:
-    """`rig`, with empty lists believed at once (tests about other things)."""
-    r = make_rig(make_settings(), node_missing_grace_s=0.0, empty_list_rounds=1)
-    add_server(db, "uid-1", name="gpu-1", validator=r.validator_hotkey)
-    r.kube.add_node(node("gpu-1", "uid-1"))
-    yield r
-    r.close()
-
-
 def deploy(rig: Rig, db: psycopg2.extensions.connection, chute: str) -> tuple[str, str]:
     """A chute published and deployed once: (deployment_id, config_id)."""
     rig.validator.add(remote_chute(chute))
@@ -296,11 +286,14 @@ def waits_for_the_chute_lock(
 
 
 def test_reconcile_waits_for_an_event_about_the_same_chute(
-    rig1: Rig, db: psycopg2.extensions.connection
+    rig: Rig, db: psycopg2.extensions.connection
 ) -> None:
-    deploy(rig1, db, "c1")
-    rig1.validator.withdrawn.add("c1")
-    waits_for_the_chute_lock(rig1, db, rig1.reconciler.run, (1, 0))
+    # its only chute withdrawn: an empty list, believed at once here
+    update = {"empty_list_rounds": 1}
+    rig.settings = rig.scheduler.settings = rig.settings.model_copy(update=update)
+    deploy(rig, db, "c1")
+    rig.validator.withdrawn.add("c1")
+    waits_for_the_chute_lock(rig, db, rig.reconciler.run, (1, 0))
 
 
 def test_event_handlers_take_the_chute_lock(rig: Rig, db: psycopg2.extensions.connection) -> None:

@@ -111,10 +111,13 @@ def refresh_view(client: MinerValidator, hotkey: str, api: str, miner_ss58: str)
 
 
 def sync_chutes(
-    s: Scheduler, view: ValidatorView, report: RemoteReport, remove: bool = True
+    s: Scheduler,
+    view: ValidatorView,
+    local: Mapping[str, q.ChuteFingerprint],
+    report: RemoteReport,
+    remove: bool = True,
 ) -> None:
-    with s.db.connection() as conn:
-        local = q.chute_fingerprints(conn, view.hotkey)
+    """`local`: this validator's chutes here, by id."""
     for chute_id, remote in sorted(view.chutes.items()):
         data = ChuteData(validator=view.hotkey, chute_id=chute_id, version=remote.version)
         mine = local.get(chute_id)
@@ -216,12 +219,11 @@ def suspicious_emptiness(
 
 
 def reconcile_validators(
-    s: Scheduler, grace_s: float = INSTANCE_GRACE_S, empty_rounds: dict[str, int] | None = None
+    s: Scheduler, grace_s: float, empty_rounds: dict[str, int]
 ) -> RemoteReport:
     """Steps 1-4 for every supported validator, one after the other. `empty_rounds` (kept by
     the caller between rounds): per validator, how many reconciles in a row its lists came
     back suspiciously empty."""
-    empty_rounds = {} if empty_rounds is None else empty_rounds
     report = RemoteReport()
     for v in s.settings.validators.supported:
         with s.db.connection() as conn:
@@ -240,7 +242,8 @@ def reconcile_validators(
         VIEW_STALE.labels(v.hotkey).set(0)
         with s.db.connection() as conn:
             after = q.instance_rows(conn, v.hotkey)
-            chutes_here = len(q.chute_fingerprints(conn, v.hotkey))
+            local = q.chute_fingerprints(conn, v.hotkey)
+        chutes_here = len(local)
         trusted = True
         if suspicious_emptiness(view, chutes_here, before):
             empty_rounds[v.hotkey] = empty_rounds.get(v.hotkey, 0) + 1
@@ -260,7 +263,7 @@ def reconcile_validators(
             empty_rounds.pop(v.hotkey, None)
         sync_deployments(s, view, before, report, grace_s, undeploy_vanished=trusted)
         delete_remote_orphans(s.validator, view, after, report)
-        sync_chutes(s, view, report, remove=trusted)
+        sync_chutes(s, view, local, report, remove=trusted)
     return report
 
 
