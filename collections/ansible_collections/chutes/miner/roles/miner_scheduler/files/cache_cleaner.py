@@ -67,19 +67,18 @@ def entries(root: str) -> list[Entry]:
 def plan(
     found: list[Entry], exclude: str, max_age_days: float, max_size_gb: float, now: float
 ) -> list[tuple[Entry, str]]:
-    """The caches to remove, oldest first, each with the reason."""
-    oldest_first = sorted((e for e in found if e.name != exclude), key=lambda e: e.written)
+    """The caches to remove, oldest first, each with the reason. Oldest first, the ones too old
+    come before all others, so one pass removes them and then trims to the size limit."""
     doomed: list[tuple[Entry, str]] = []
-    for e in oldest_first:
+    total = sum(e.size for e in found)
+    for e in sorted((e for e in found if e.name != exclude), key=lambda e: e.written):
         if now - e.written > max_age_days * 86400:
-            doomed.append((e, f"not written for {(now - e.written) / 86400:.1f} days"))
-    total = sum(e.size for e in found) - sum(d.size for d, _why in doomed)
-    for e in oldest_first:
-        if total <= max_size_gb * GB:
+            why = f"not written for {(now - e.written) / 86400:.1f} days"
+        elif total > max_size_gb * GB:
+            why = f"caches total {total / GB:.1f} GB > {max_size_gb:g} GB"
+        else:
             break
-        if any(e is d for d, _why in doomed):
-            continue
-        doomed.append((e, f"caches total {total / GB:.1f} GB > {max_size_gb:g} GB"))
+        doomed.append((e, why))
         total -= e.size
     return doomed
 
