@@ -225,9 +225,13 @@ class Journey:
             f"inventory lists it; node labelled for {validator.hotkey[:8]}..."
         )
 
-    def deployments(self, cli_venv: Path) -> list[dict[str, Any]]:
+    def of_node(self, cli_venv: Path, key: str) -> list[dict[str, Any]]:
+        """`deployments` or `gpus` of this node's server in local-inventory ([] when absent)."""
         servers = {str(s["name"]): s for s in self.inventory(cli_venv)}
-        return list(dict(servers.get(self.node) or {}).get("deployments") or [])
+        return list(dict(servers.get(self.node) or {}).get(key) or [])
+
+    def deployments(self, cli_venv: Path) -> list[dict[str, Any]]:
+        return self.of_node(cli_venv, "deployments")
 
     def _chute(
         self, cli_venv: Path, validator: StandinValidator, miner_api: MinerApiStandin
@@ -322,16 +326,12 @@ class Journey:
         wait_for("the chute's objects and deployment to go", gone, 180)
         if (chute_id, instance_id) not in miner_api.state.deleted_instances:
             raise Failed(f"the validator was not told: {miner_api.state.deleted_instances}")
-        free = [g for g in self.inventory_gpus(cli_venv) if g.get("deployment_id")]
-        if free:
-            raise Failed(f"GPUs still claimed after chute_deleted: {free}")
+        claimed = [g for g in self.of_node(cli_venv, "gpus") if g.get("deployment_id")]
+        if claimed:
+            raise Failed(f"GPUs still claimed after chute_deleted: {claimed}")
         if miner_api.state.bad_signatures:
             raise Failed(f"bad signatures on {miner_api.state.bad_signatures}")
         self.step("chute_deleted: validator told, Job, Service and pod gone, GPU released", t)
-
-    def inventory_gpus(self, cli_venv: Path) -> list[dict[str, Any]]:
-        servers = {str(s["name"]): s for s in self.inventory(cli_venv)}
-        return list(dict(servers.get(self.node) or {}).get("gpus") or [])
 
 
 def main() -> int:
